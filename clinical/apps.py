@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ClinicalConfig(AppConfig):
+    name = "clinical"
+    verbose_name = "臨床データ"

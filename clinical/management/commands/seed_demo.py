@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from audit.context import RequestContext, acting, new_request_id
+from clinical.demo.seed import DEMO_PASSWORD, PERSONAS, seed_demo
+
+
+class Command(BaseCommand):
+    help = "デモ用の施設・利用者・受診者を登録します（何度実行しても同じ結果）。"
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with acting(RequestContext(request_id=new_request_id(), channel="command", username="seed_demo")):
+            result = seed_demo()
+        self.stdout.write(f"デモデータ: {result}")
+        self.stdout.write("デモ用ログイン（パスワードはすべて %s）:" % DEMO_PASSWORD)
+        for p in PERSONAS:
+            otp = "  TOTP: `make totp USER=%s`" % p.username if p.totp_key_hex else ""
+            self.stdout.write(f"  {p.username:8s} {p.display_name}（{p.role} @ {p.facility_code}）{otp}")

@@ -1,0 +1,204 @@
+"""A tiny random checkpoint for tests: built offline in seconds, loaded through production code.
+
+The checkpoint is shaped like the real ones we register (a LLaVA-style VLM, or a Llama text
+model) so that `TransformersEngine` and `transformers serve` load it with the same Auto classes
+they use for Asagi / LLaVA-JP / llm-jp. Its weights are random: the text it writes is noise, but
+noise that is deterministic for a seed and that depends on the prompt and on the image.
+
+The tokenizer is char-level (WordLevel over single characters) so that Japanese output always
+decodes to whole characters and every JSON punctuation mark is one token.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Literal
+
+# Enough Japanese to cover what our prompts, templates and reports write; characters outside it
+# become <unk> (harmless for a random model, but keep prompts mostly inside it).
+_JA_MEDICAL_CORPUS = """
+健診 人間ドック 受診勧奨 保健指導 特定健診 判定 判定区分 基準値 要精密検査 要再検査 要経過観察 異常なし
+所見 印象 推奨 経過観察 精密検査 再検査 専門医 受診 紹介 治療 継続 生活習慣 改善 食事 運動 禁煙 節酒
+胸部 X線 単純 写真 正面 側面 肺野 右上 右中 右下 左上 左下 肺門 縦隔 心胸郭比 心陰影 拡大 胸水 気胸
+結節 腫瘤 浸潤影 すりガラス影 索状影 石灰化 胸膜 肥厚 無気肺 陳旧性 炎症 瘢痕 骨 肋骨 骨折 側弯
+心電図 洞調律 洞性徐脈 洞性頻脈 心房細動 期外収縮 上室性 心室性 房室ブロック 脚ブロック 右脚 左脚
+電気軸 左軸偏位 右軸偏位 高電位 低電位 ST 低下 上昇 T波 陰性 平低 異常Q波 QT 延長 PR QRS 心拍数 拍
+眼底 網膜 視神経乳頭 陥凹 緑内障 疑い 動脈硬化 高血圧性 変化 出血 白斑 黄斑 変性 糖尿病網膜症 硝子体
+CT 造影 単純 肝臓 胆嚢 膵臓 腎臓 脾臓 副腎 膀胱 前立腺 子宮 卵巣 リンパ節 嚢胞 脂肪肝 結石 腫大 萎縮
+血圧 収縮期 拡張期 脈拍 身長 体重 腹囲 肥満 指数 血糖 空腹時 随時 糖 尿 尿酸 尿蛋白 尿潜血 脂質
+中性脂肪 総 善玉 悪玉 コレステロール 肝機能 腎機能 貧血 赤血球 白血球 血小板 血色素 量 値 率 数
+ヘモグロビン クレアチニン 推算 糸球体 濾過量 高値 低値 軽度 中等度 高度 重度 正常 範囲 内 外 以上 以下 未満
+境界域 前回 比較 増加 減少 変化なし 不変 新規 出現 消失 認める 認めない 認めません 認められます 明らか
+指摘 されます されました あり なし です ます でした ません 可能性 否定 できません ください お勧め します
+医師 技師 読影 所見なし 所見あり 部位 重症度 確信度 要約 総合 今回 結果 検査 項目 測定 単位 年 月 日 歳 男性 女性
+右 左 上 中 下 前 後 内側 外側 両側 片側 全体 一部 多発 単発 境界 明瞭 不明瞭 大きさ 約 程度
+を が は に で と の も や へ から まで より について において による ため こと もの よう また および
+高血圧 糖尿病 脂質異常症 高尿酸血症 慢性腎臓病 メタボリックシンドローム 予備群 該当 非該当 服薬 中
+あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん
+がぎぐげござじずぜぞだぢづでどばびぶべぼぱぴぷぺぽぁぃぅぇぉっゃゅょー
+アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワヲン
+ガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポァィゥェォッャュョヴ
+、。・「」『』（）［］｛｝：；！？〜／％＋－＝ 　
+"""
+
+_SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+# Messages are rendered as `<|role|>content\n`; image parts become one `<image>` each, which the
+# processor expands to one placeholder per vision patch.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+# CLS is dropped ("default" feature selection): one placeholder per patch.
+NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
+
+
+def _corpus() -> list[str]:
+    return [_JA_MEDICAL_CORPUS, string.printable, "{}[]\":,.-+0123456789 truefalsenull"]
+
+
+def _build_text_tokenizer():  # -> PreTrainedTokenizerFast (kept untyped: transformers is imported lazily)
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    # Every character (newlines included) is its own word, and words are glued back without spaces.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    trainer = trainers.WordLevelTrainer(vocab_size=100_000, min_frequency=1, special_tokens=_SPECIAL)
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        image_token="<image>",
+        extra_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+        padding_side="left",
+        model_max_length=2048,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_checkpoint(
+    path: Path,
+    kind: Literal["llava", "causal"] = "llava",
+    seed: int = 0,
+    initializer_range: float = 0.2,
+) -> Path:
+    """Write a tiny random checkpoint to `path` and return `path`.
+
+    `llava`: a LLaVA-style VLM (tiny CLIP vision tower + projector + tiny Llama) with an image
+    processor and a `LlavaProcessor`; loads with `AutoProcessor` + `AutoModelForImageTextToText`.
+    `causal`: the tiny Llama alone; loads with `AutoTokenizer` + `AutoModelForCausalLM`.
+
+    `initializer_range` is larger than a real model's so that the random logits are well separated:
+    greedy decoding then does not hinge on float rounding, and the image visibly steers the output.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_text_tokenizer()
+    vocab_size = len(tokenizer)
+    text_config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        initializer_range=initializer_range,
+    )
+    generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=64,
+    )
+
+    torch.manual_seed(seed)
+    if kind == "causal":
+        model = LlamaForCausalLM(text_config)
+        model.generation_config = generation_config
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
+    if kind != "llava":
+        raise ValueError(f"unknown tiny checkpoint kind {kind!r} (expected 'llava' or 'causal')")
+
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    vision_config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=32,
+        initializer_range=initializer_range,
+    )
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_seq_length=NUM_IMAGE_TOKENS,
+        tie_word_embeddings=False,
+    )
+    config.initializer_range = initializer_range
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config = generation_config
+    model.save_pretrained(path)
+    # Saved before the processor adopts it (which stamps a processor_class into its config).
+    tokenizer.save_pretrained(path)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    """`python -m ml.tiny PATH [llava|causal]`: build a checkpoint for manual runs (demo, `transformers serve`)."""
+    import sys
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("var/tiny-llava")
+    kind: Literal["llava", "causal"] = "causal" if len(sys.argv) > 2 and sys.argv[2] == "causal" else "llava"
+    print(build_tiny_checkpoint(target, kind=kind))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Shared fixtures: the personas every test talks about (staff of A, physician of A, physician of
+B, admin of A, auditor of A), logged-in clients for them, and audit helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from clinical import services
+from clinical.models import Facility, Role, User
+
+PASSWORD = "Correct-Horse-42"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    # Hashing cost is not under test; PBKDF2's 1M rounds would dominate the suite.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@dataclass
+class Personas:
+    facility_a: Facility
+    facility_b: Facility
+    staff_a: User
+    physician_a: User
+    physician_b: User
+    admin_a: User
+    auditor_a: User
+
+    def all(self) -> dict[str, User]:
+        return {n: getattr(self, n) for n in ("staff_a", "physician_a", "physician_b", "admin_a", "auditor_a")}
+
+
+def _user(username: str, facility: Facility, role: str, totp: bool) -> User:
+    user = services.user_create(username=username, password=PASSWORD, display_name=f"{username} 氏")
+    services.membership_grant(user=user, facility=facility, role=role)
+    if totp:
+        TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    return user
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    a = services.facility_create(code="A01", name="A健診センター")
+    b = services.facility_create(code="B01", name="B総合病院")
+    return Personas(
+        facility_a=a,
+        facility_b=b,
+        staff_a=_user("staff_a", a, Role.STAFF, totp=False),
+        physician_a=_user("physician_a", a, Role.PHYSICIAN, totp=True),
+        physician_b=_user("physician_b", b, Role.PHYSICIAN, totp=True),
+        admin_a=_user("admin_a", a, Role.ADMIN, totp=True),
+        auditor_a=_user("auditor_a", a, Role.AUDITOR, totp=False),
+    )
+
+
+def login(client: Client, user: User, *, second_factor: bool = True) -> Client:
+    """Log `user` in; with second_factor, as if they had also passed TOTP."""
+    client.force_login(user)
+    if second_factor:
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is not None:
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+    return client
+
+
+@pytest.fixture
+def client_for(personas: Personas) -> Callable[[str], Client]:
+    def make(name: str) -> Client:
+        return login(Client(), getattr(personas, name))
+
+    return make
+
+
+@pytest.fixture
+def audit_events() -> Callable[..., list[AuditEvent]]:
+    def events(**filters: Any) -> list[AuditEvent]:
+        return list(AuditEvent.objects.filter(**filters).order_by("seq"))
+
+    return events
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    has_cuda = False
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: S110  (no torch: no CUDA)
+        pass
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (GPU tests run on the lent device only)")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
