@@ -22,7 +22,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("監査ログは追記のみです（更新できません）")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AppendOnlyError("監査ログは追記のみです（削除できません）")
 
     def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -83,3 +83,6 @@ class AuditChainHead(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_chain_head_singleton")]
+
+    def __str__(self) -> str:
+        return f"chain head #{self.last_seq}"

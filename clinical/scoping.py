@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from guardian.shortcuts import get_objects_for_user
@@ -52,7 +53,7 @@ def get_scoped_or_404(
     would confirm the object exists) and the attempt is audited."""
     try:
         return scope(qs, user, perm=perm, field=field).get(**lookup)
-    except qs.model.DoesNotExist:
+    except ObjectDoesNotExist:
         audit_record(
             kind=EventKind.ACCESS_DENIED,
             outcome=Outcome.DENIED,

@@ -67,11 +67,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "clinical.auth.session_timeout.SessionTimeoutMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "clinical.auth.otp_required.RequireSecondFactorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
@@ -105,7 +105,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "medlmm.sqlite3",
+            "NAME": str(VAR_DIR / "medlmm.sqlite3"),
             # A file DB in WAL mode with IMMEDIATE transactions: the in-process Celery worker
             # thread and the web server write concurrently without "database is locked".
             "OPTIONS": {
@@ -146,7 +146,7 @@ PASSWORD_HASHERS = [
 
 # Lockout (django-axes): per username+IP so one attacker cannot lock everyone out from one address.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
+AXES_COOLOFF_TIME: float = env_int("AXES_COOLOFF_MINUTES", 30) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -182,6 +182,7 @@ USE_TZ = True  # stored in UTC; audit timestamps are UTC
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -222,7 +223,9 @@ if REDIS_URL:
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                     "CONFIG": {"hosts": [f"{_redis_root}/{_db + 2}"]}}
     }
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600)
+    }
 else:
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"

@@ -12,7 +12,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from audit.kinds import EventKind
+from audit.kinds import EventKind, Outcome
 from audit.services import audit_record
 from clinical import selectors, services
 from clinical.models import Facility, Patient, Sex
@@ -20,7 +20,7 @@ from clinical.scoping import facility_ids_for, get_scoped_or_404, role_at
 
 
 class PatientOut(serializers.ModelSerializer[Patient]):
-    facility = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    facility: serializers.SlugRelatedField[Facility] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = Patient
@@ -73,6 +73,10 @@ class PatientListCreate(generics.ListCreateAPIView[Patient]):
         code = fields.pop("facility")
         facility = Facility.objects.filter(code=code, id__in=facility_ids_for(request.user)).first()
         if facility is None:
+            # Unknown and not-yours look the same to the caller; the audit trail tells them apart.
+            audit_record(kind=EventKind.ACCESS_DENIED, outcome=Outcome.DENIED, object_type="clinical.facility",
+                         object_id=str(code)[:64], details={"operation": "patient_create",
+                                                            "exists": Facility.objects.filter(code=code).exists()})
             raise ValidationError({"facility": [f"施設コード「{code}」は存在しないか、権限がありません。"]})
         if facility.pk not in facility_ids_for(request.user, "manage_patients"):
             raise PermissionDenied("この施設の受診者を登録する権限がありません。")

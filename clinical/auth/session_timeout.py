@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -11,7 +12,6 @@ from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from urllib.parse import urlencode
 from django.utils.translation import gettext as _
 
 from audit.kinds import EventKind, Outcome
@@ -44,8 +44,9 @@ class SessionTimeoutMiddleware:
                 if request.path.startswith("/api/"):
                     return JsonResponse({"detail": _("セッションの有効期限が切れました。再度ログインしてください。"),
                                          "code": "session_expired"}, status=401)
-                messages.warning(request, _("一定時間操作がなかったため、ログアウトしました。再度ログインしてください。")
-                                 if reason == "idle" else _("セッションの有効期限が切れました。再度ログインしてください。"))
+                message = (_("一定時間操作がなかったため、ログアウトしました。再度ログインしてください。")
+                           if reason == "idle" else _("セッションの有効期限が切れました。再度ログインしてください。"))
+                messages.warning(request, message)
                 return redirect(f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': request.get_full_path()})}")
             # Write at most every 30 s: a session save on every request would be a DB write per click.
             if now - seen_at > 30 or SEEN_AT not in session:

@@ -51,15 +51,19 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         token = form.cleaned_data["token"].strip()
+        throttled = [d for d in devices if not d.verify_is_allowed()[0]]
         device = next((d for d in devices if d.verify_token(token)), None)
+        if device is None and throttled:
+            form.add_error("token", _("認証コードの誤りが続いたため、しばらく待ってから再入力してください。"))
         if device is not None:
             otp_login(request, device)
             audit_record(kind=EventKind.SECOND_FACTOR, user=request.user, object_type="user",
-                         object_id=request.user.pk, details={"device": device.persistent_id})
+                         object_id=str(request.user.pk), details={"device": device.persistent_id})
             return redirect(_next_url(request))
         audit_record(kind=EventKind.SECOND_FACTOR, outcome=Outcome.FAILURE, user=request.user,
-                     object_type="user", object_id=request.user.pk, details={"reason": "invalid_token"})
-        form.add_error("token", _("認証コードが正しくないか、有効期限が切れています。"))
+                     object_type="user", object_id=str(request.user.pk), details={"reason": "invalid_token"})
+        if not throttled:
+            form.add_error("token", _("認証コードが正しくないか、有効期限が切れています。"))
     return render(request, "registration/two_factor_verify.html", {"form": form, "next": _next_url(request)})
 
 
@@ -77,10 +81,10 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
             audit_record(kind=EventKind.SECOND_FACTOR_ENROLLED, user=request.user, object_type="user",
-                         object_id=request.user.pk, details={"device": device.persistent_id})
+                         object_id=str(request.user.pk), details={"device": device.persistent_id})
             return redirect(_next_url(request))
         audit_record(kind=EventKind.SECOND_FACTOR_ENROLLED, outcome=Outcome.FAILURE, user=request.user,
-                     object_type="user", object_id=request.user.pk, details={"reason": "invalid_token"})
+                     object_type="user", object_id=str(request.user.pk), details={"reason": "invalid_token"})
         form.add_error("token", _("認証コードが正しくありません。認証アプリの時刻と表示中のコードを確認してください。"))
     secret = base64.b32encode(bytes.fromhex(device.key)).decode("ascii")
     qr_svg = segno.make(device.config_url, micro=False).svg_inline(scale=4, dark="#111")

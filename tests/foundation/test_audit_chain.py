@@ -59,7 +59,7 @@ def test_it_refuses_raw_sql_update_and_delete_on_postgresql(sql: str) -> None:
     assert AuditEvent.objects.count() == 3
 
 
-def _tamper(sql: str, *params: object) -> None:
+def _tamper(sql: str, *params: str) -> None:
     """Simulate someone with superuser rights who disabled the trigger."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

@@ -15,7 +15,7 @@ class Command(BaseCommand):
         with acting(RequestContext(request_id=new_request_id(), channel="command", username="seed_demo")):
             result = seed_demo()
         self.stdout.write(f"デモデータ: {result}")
-        self.stdout.write("デモ用ログイン（パスワードはすべて %s）:" % DEMO_PASSWORD)
+        self.stdout.write(f"デモ用ログイン（パスワードはすべて {DEMO_PASSWORD}）:")
         for p in PERSONAS:
-            otp = "  TOTP: `make totp USER=%s`" % p.username if p.totp_key_hex else ""
+            otp = f"  TOTP: `make totp USER={p.username}`" if p.totp_key_hex else ""
             self.stdout.write(f"  {p.username:8s} {p.display_name}（{p.role} @ {p.facility_code}）{otp}")
