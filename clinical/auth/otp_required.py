@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from rest_framework.permissions import BasePermission
 
 from clinical.models import Membership
@@ -46,7 +48,9 @@ class RequireSecondFactorMiddleware:
                 from django_otp import devices_for_user
 
                 has_device = any(True for _d in devices_for_user(user, confirmed=True))
-                return redirect("two_factor_verify" if has_device else "two_factor_setup")
+                target = reverse("two_factor_verify" if has_device else "two_factor_setup")
+                # Keep where the user was going, so passing TOTP lands them there.
+                return redirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
         return self.get_response(request)
 
 
