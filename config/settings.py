@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     # Our apps, in dependency order: audit ← clinical ← inference ← reports.
     "audit",
     "clinical",
+    "clinical.dicom",
     "inference",
     "reports",
 ]

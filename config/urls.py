@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("api/", include("clinical.api.urls")),
+    path("", include("clinical.dicom.urls")),
     path("admin/", admin.site.urls),
     path("", include("clinical.urls")),
 ]
