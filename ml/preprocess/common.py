@@ -9,9 +9,9 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from PIL import Image
 
 DicomSource = Dataset | str | os.PathLike[str] | bytes | BinaryIO
 

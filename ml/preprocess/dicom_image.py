@@ -156,9 +156,7 @@ def _decode(ds: Dataset, index: int | None) -> np.ndarray:
     except (RuntimeError, NotImplementedError) as exc:
         # Raised when no installed plugin can decompress this transfer syntax.
         detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise PreprocessError(
-            f"cannot decode {syntax_name} pixel data: {detail or type(exc).__name__}"
-        ) from exc
+        raise PreprocessError(f"cannot decode {syntax_name} pixel data: {detail or type(exc).__name__}") from exc
     except (AttributeError, KeyError, TypeError) as exc:
         raise PreprocessError(f"image pixel module is incomplete: {exc}") from exc
     if arr.size == 0:

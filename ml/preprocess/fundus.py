@@ -2,7 +2,7 @@
 
 Fundus cameras put a round image of the retina on a black frame, often with text burned into
 the corners. The model should see the disc at a consistent scale and exposure, so we crop to
-the disc, pad it to a square, and stretch each colour channel inside the disc.
+the disc, pad it to a square, and scale the brightness inside the disc to a common level.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ _RELATIVE_THRESHOLD = 0.08
 _ABSOLUTE_FLOOR = 12
 # Below this share of the image the "disc" is more likely a label or noise than a retina.
 _MIN_DISC_FRACTION = 0.05
-# Percentiles for the per-channel stretch; clipping 0.5 % each side ignores specular glints.
-_STRETCH_PERCENTILES = (0.5, 99.5)
+# Exposure: the disc's 99.5th-percentile brightness is scaled to this level (a glint or two may
+# clip), with the gain bounded so that a nearly black photo is not amplified into noise.
+_TARGET_BRIGHT = 235.0
+_BRIGHT_PERCENTILE = 99.5
+_GAIN_LIMITS = (0.5, 4.0)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -34,7 +37,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 def fundus_to_png(data: bytes | Dataset, size: int = 512) -> PreprocessedImage:
     """Decode a fundus photo, crop the black border around the disc, and return a `size`×`size`
-    RGB PNG with the disc centred and each channel contrast-stretched inside the disc."""
+    RGB PNG with the disc centred and its brightness scaled to a common level."""
     notes: list[str] = []
     rgb, source_kind = _decode_rgb(data, notes)
     mask = _disc_mask(rgb)
@@ -50,8 +53,8 @@ def fundus_to_png(data: bytes | Dataset, size: int = 512) -> PreprocessedImage:
     rgb = rgb[top:bottom, left:right]
     mask = mask[top:bottom, left:right]
 
-    rgb = _stretch_inside(rgb, mask)
-    notes.append(f"per-channel stretch {_STRETCH_PERCENTILES[0]}-{_STRETCH_PERCENTILES[1]} percentile in disc")
+    rgb, gain = _normalise_exposure(rgb, mask)
+    notes.append(f"brightness x{gain:.2f} to a common level inside the disc")
     rgb = _pad_to_square(rgb)
     out = resize_uint8(rgb, size, size)
     return PreprocessedImage(
@@ -116,19 +119,15 @@ def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _stretch_inside(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(rgb)
-    for channel in range(3):
-        values = rgb[..., channel][mask].astype(np.float64)
-        lo, hi = np.percentile(values, _STRETCH_PERCENTILES)
-        if hi - lo < 1:
-            # A flat channel (e.g. red-free images have no blue) stays as it is.
-            out[..., channel] = rgb[..., channel]
-            continue
-        stretched = (rgb[..., channel].astype(np.float64) - lo) * (255.0 / (hi - lo))
-        out[..., channel] = np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
+def _normalise_exposure(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """One gain for all three channels: it evens out flash and pupil-size differences while
+    keeping the colour balance (a pale disc, a red haemorrhage) and dark lesions as they are;
+    a per-channel contrast stretch would turn vessels black and tint the retina."""
+    reference = float(np.percentile(rgb.max(axis=2)[mask], _BRIGHT_PERCENTILE))
+    gain = float(np.clip(_TARGET_BRIGHT / max(reference, 1.0), *_GAIN_LIMITS))
+    out = np.clip(np.rint(rgb.astype(np.float64) * gain), 0, 255).astype(np.uint8)
     out[~mask] = 0  # a clean black frame, whatever the camera's border looked like
-    return out
+    return out, gain
 
 
 def _pad_to_square(rgb: np.ndarray) -> np.ndarray:
