@@ -46,7 +46,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         global server_loop
         server_loop = asyncio.get_running_loop()
         config = uvicorn.Config("config.asgi:application", host=host, port=port, lifespan="off",
-                                log_level="info", ws="websockets")
+                                log_level="info", ws="websockets-sansio")
         await uvicorn.Server(config).serve()
 
     # start_worker runs a real WorkController in a thread (solo pool: one task at a time, which

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from clinical.routing import websocket_urlpatterns as clinical_ws
+
+websocket_urlpatterns: list[Any] = [*clinical_ws]

@@ -1,4 +1,16 @@
+from clinical.models.checkup import (
+    CheckupVisit,
+    Course,
+    ImportBatch,
+    ImportStatus,
+    Observation,
+    ScreeningResult,
+    VisitStatus,
+)
 from clinical.models.identity import Facility, Membership, Role, User
 from clinical.models.patient import Patient, Sex
 
-__all__ = ["Facility", "Membership", "Patient", "Role", "Sex", "User"]
+__all__ = [
+    "CheckupVisit", "Course", "Facility", "ImportBatch", "ImportStatus", "Membership", "Observation", "Patient",
+    "Role", "ScreeningResult", "Sex", "User", "VisitStatus",
+]

@@ -26,7 +26,7 @@ def egfr_jsn(creatinine_mg_dl: float, age: int, sex: str) -> float:
         raise ValueError(f"the equation is for ages {MIN_AGE} and over, not {age}")
     if sex not in ("M", "F"):
         raise ValueError(f"sex must be 'M' or 'F', not {sex!r}")
-    value = COEFFICIENT * creatinine_mg_dl**CREATININE_EXPONENT * age**AGE_EXPONENT
+    value = COEFFICIENT * math.pow(creatinine_mg_dl, CREATININE_EXPONENT) * math.pow(age, AGE_EXPONENT)
     return value * FEMALE_FACTOR if sex == "F" else value
 
 

@@ -34,6 +34,8 @@ from clinical.screening.visit import FIELD_INDEX, SEX_INDEX, VisitInput
 
 _INF = math.inf
 _I_EGFR = FIELD_INDEX["egfr"]
+# (sex, fasting) → position in the per-runner list of tables built in that order below.
+_TABLE_OF = {(sex, f): i for i, (sex, f) in enumerate((s, f) for s in "MF" for f in (True, False, None))}
 
 # results, follow_up, 階層化 risk bits, 階層化 level, eGFR computed from creatinine (or None)
 RunResult = tuple[list[tuple[int, str]], bool, int, str | None, float | None]
@@ -58,18 +60,18 @@ class Compiled:
         self.keys: tuple[str, ...] = tuple(r.field for r in ruleset.items)
         self.egfr_rule_no = next((n for n, r in enumerate(ruleset.items) if r.field == "egfr"), None)
         self.run: Callable[[VisitInput], RunResult] = (
-            _levels_runner(ruleset, self.egfr_rule_no is not None)
+            _levels_runner(ruleset, self.egfr_rule_no)
             if ruleset.kind == LEVELS
-            else _grades_runner(ruleset, self.egfr_rule_no is not None)
+            else _grades_runner(ruleset, self.egfr_rule_no)
         )
 
 
 def compiled(ruleset: RuleSet) -> Compiled:
-    c = ruleset._engine
+    c: Compiled | None = ruleset._engine
     if c is None:
         c = Compiled(ruleset)
         object.__setattr__(ruleset, "_engine", c)  # frozen dataclass: a one-time cache slot
-    return c  # type: ignore[no-any-return]
+    return c
 
 
 def judge(visit: VisitInput, ruleset: RuleSet) -> Judgement:
@@ -109,18 +111,13 @@ def screen(visits: Iterable[VisitInput], ruleset: RuleSet) -> Iterator[Screened]
 
 
 def _bad_visit(visit: VisitInput, exc: KeyError) -> ValueError:
-    return ValueError(
-        f"visit {visit.visit_id!r}: {exc.args[0]!r} is not a valid sex (M/F) or qualitative value"
-    )
-
-
-def _with_egfr(v: VisitInput) -> tuple[VisitInput, float | None]:
-    """Fill in eGFR from creatinine when it was not given (the given value always wins)."""
-    if v[_I_EGFR] is None and egfr_eq.computable(v.creatinine, v.age):
-        assert v.creatinine is not None
-        value = egfr_eq.round_egfr(egfr_eq.egfr_jsn(v.creatinine, v.age, v.sex))
-        return v._replace(egfr=value), value
-    return v, None
+    if visit.sex not in SEX_INDEX:
+        why = f"sex {visit.sex!r} is not 'M' or 'F'"
+    elif visit.fasting not in (True, False, None):
+        why = f"fasting {visit.fasting!r} is not True, False or None"
+    else:
+        why = f"{exc.args[0]!r} is not a canonical qualitative value (-, +-, 1+ … 4+)"
+    return ValueError(f"visit {visit.visit_id!r}: {why}")
 
 
 def _common(rule: ItemRule) -> tuple[int, bool | None, dict[str, int] | None]:
@@ -140,94 +137,122 @@ def _upward(th: Threshold, scale: tuple[str, ...]) -> tuple[int, float]:
     return -1, math.nextafter(-x, _INF)
 
 
-def _levels_runner(ruleset: RuleSet, has_egfr: bool) -> Callable[[VisitInput], RunResult]:
+def _levels_runner(ruleset: RuleSet, egfr_no: int | None) -> Callable[[VisitInput], RunResult]:
     risk_bit = {}
     if ruleset.hierarchy is not None:
         risk_bit = {rid: 1 << i for i, (rid, _) in enumerate(ruleset.hierarchy.risk_groups)}
-    entries = []
-    for no, rule in enumerate(ruleset.items):
-        idx, fasting, conv = _common(rule)
-        by_sex = []
-        for sex in ("M", "F"):
-            lr = rule.levels[sex]
-            sign, g = _upward(lr.guidance, rule.scale)
-            r = _upward(lr.referral, rule.scale)[1] if lr.referral is not None else _INF
-            by_sex.append((sign, g, r))
-        entries.append((no, idx, fasting, conv, tuple(by_sex), risk_bit.get(rule.risk or "", 0)))
-    table = tuple(entries)
+    # One table per (sex, fasting state) so the loop never tests either.
+    tables: list[tuple[tuple[Any, ...], ...]] = []
+    for sex in ("M", "F"):
+        for fasting_state in (True, False, None):
+            entries = []
+            for no, rule in enumerate(ruleset.items):
+                if rule.fasting is not None and rule.fasting is not fasting_state:
+                    continue
+                idx, _, conv = _common(rule)
+                lr = rule.levels[sex]
+                sign, g = _upward(lr.guidance, rule.scale)
+                r = _upward(lr.referral, rule.scale)[1] if lr.referral is not None else _INF
+                # The result pairs are built here once, so the loop appends without allocating.
+                outcomes = ((no, NORMAL), (no, GUIDANCE), (no, REFERRAL))
+                entries.append((idx, conv, sign < 0, g, r, risk_bit.get(rule.risk or "", 0), *outcomes))
+            tables.append(tuple(entries))
+    table_of = _TABLE_OF
     rank = {NORMAL: 0, GUIDANCE: 1, REFERRAL: 2}
     follow_min = min(rank[o] for o in ruleset.follow_up)
     decide = make_decider(ruleset.hierarchy) if ruleset.hierarchy is not None else None
     sex_index = SEX_INDEX
+    fill_egfr = _egfr_filler()
+    i_egfr = _I_EGFR if egfr_no is not None else -1
 
     def run(v: VisitInput) -> RunResult:
-        si = sex_index[v[1]]
+        table = tables[table_of[v[1], v[3]]]
         egfr_value = None
-        if has_egfr:
-            v, egfr_value = _with_egfr(v)
-        fasting = v[3]
         out: list[tuple[int, str]] = []
         append = out.append
         bits = 0
         worst = 0
-        for no, idx, need_fasting, conv, by_sex, bit in table:
-            x = v[idx]
-            if x is None or (need_fasting is not None and need_fasting is not fasting):
-                continue
-            if conv is not None:
+        for idx, conv, down, g, r, bit, is_normal, is_guidance, is_referral in table:
+            x: Any = v[idx]
+            if x is None:
+                if idx != i_egfr:
+                    continue
+                x = egfr_value = fill_egfr(v)
+                if x is None:
+                    continue
+            elif conv is not None:
                 x = conv[x]
-            sign, g, r = by_sex[si]
-            x = x * sign
+            if down:
+                x = -x
             if x >= r:
-                append((no, REFERRAL))
+                append(is_referral)
                 bits |= bit
                 worst = 2
             elif x >= g:
-                append((no, GUIDANCE))
+                append(is_guidance)
                 bits |= bit
                 if not worst:
                     worst = 1
             else:
-                append((no, NORMAL))
-        level = decide(v, bits, si)[0] if decide is not None else None
+                append(is_normal)
+        level = decide(v, bits, sex_index[v[1]])[0] if decide is not None else None
         return out, worst >= follow_min, bits, level, egfr_value
 
     return run
 
 
-def _grades_runner(ruleset: RuleSet, has_egfr: bool) -> Callable[[VisitInput], RunResult]:
-    entries = []
-    for no, rule in enumerate(ruleset.items):
-        idx, fasting, conv = _common(rule)
-        cuts, grades = zip(*(_cuts(rule, sex) for sex in ("M", "F")), strict=True)
-        med = FIELD_INDEX[rule.treated_by] if rule.treated_by else None
-        entries.append((no, idx, fasting, conv, cuts, grades, med))
-    table = tuple(entries)
+def _egfr_filler() -> Callable[[VisitInput], float | None]:
+    min_age, compute, round_ = egfr_eq.MIN_AGE, egfr_eq.egfr_jsn, egfr_eq.round_egfr
+
+    def fill(v: VisitInput) -> float | None:
+        """eGFR from creatinine when it was not given (a given eGFR always wins)."""
+        cr = v.creatinine
+        if cr is None or not cr > 0 or v.age < min_age:
+            return None
+        return round_(compute(cr, v.age, v.sex))
+
+    return fill
+
+
+def _grades_runner(ruleset: RuleSet, egfr_no: int | None) -> Callable[[VisitInput], RunResult]:
+    tables: list[tuple[tuple[Any, ...], ...]] = []
+    for sex in ("M", "F"):
+        for fasting_state in (True, False, None):
+            entries = []
+            for no, rule in enumerate(ruleset.items):
+                if rule.fasting is not None and rule.fasting is not fasting_state:
+                    continue
+                idx, _, conv = _common(rule)
+                cuts, grades = _cuts(rule, sex)
+                med = FIELD_INDEX[rule.treated_by] if rule.treated_by else None
+                graded = tuple((no, grade) for grade in grades)
+                entries.append((idx, conv, cuts, graded, (no, TREATED) if med is not None else None, med))
+            tables.append(tuple(entries))
+    table_of = _TABLE_OF
     follow = ruleset.follow_up
-    sex_index = SEX_INDEX
+    fill_egfr = _egfr_filler()
+    i_egfr = _I_EGFR if egfr_no is not None else -1
 
     def run(v: VisitInput) -> RunResult:
-        si = sex_index[v[1]]
+        table = tables[table_of[v[1], v[3]]]
         egfr_value = None
-        if has_egfr:
-            v, egfr_value = _with_egfr(v)
-        fasting = v[3]
         out: list[tuple[int, str]] = []
         append = out.append
         follow_up = False
-        for no, idx, need_fasting, conv, cuts, grades, med in table:
-            x = v[idx]
-            if x is None or (need_fasting is not None and need_fasting is not fasting):
-                continue
-            if conv is not None:
+        for idx, conv, cuts, graded, treated, med in table:
+            x: Any = v[idx]
+            if x is None:
+                if idx != i_egfr:
+                    continue
+                x = egfr_value = fill_egfr(v)
+                if x is None:
+                    continue
+            elif conv is not None:
                 x = conv[x]  # validates the value even when the grade is E
-            if med is not None and v[med]:
-                o = TREATED
-            else:
-                o = grades[si][bisect_right(cuts[si], x)]
-            if o in follow:
+            pair = treated if med is not None and v[med] else graded[bisect_right(cuts, x)]
+            if pair[1] in follow:
                 follow_up = True
-            append((no, o))
+            append(pair)
         return out, follow_up, 0, None, egfr_value
 
     return run

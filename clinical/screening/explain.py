@@ -77,12 +77,12 @@ def explain_item(
         assert threshold is not None
         op = threshold.op if outcome in (GUIDANCE, REFERRAL) else OP_NEGATION[threshold.op]
         who = f"（{SEX_JA[visit.sex]}）" if rule.sex_specific else ""
-        reason = f"{shown} {OP_SYMBOL[op]} {threshold.label}{who} {fmt(threshold.value)}{unit}"
+        reason = f"{shown} {OP_SYMBOL[op]} {threshold.label} {fmt(threshold.value)}{unit}{who}"
         if lr.referral is None:
             reason += "（受診勧奨判定値なし）"
         label = {REFERRAL: "受診勧奨判定値以上", GUIDANCE: "保健指導判定値以上"}.get(outcome, "基準範囲内")
     else:
-        label = f"判定区分 {outcome} {ruleset.grade_labels[outcome]}" if outcome != UNGRADED else "判定区分なし"
+        label = "判定区分なし" if outcome == UNGRADED else f"判定区分 {outcome} {ruleset.grade_labels[outcome]}"
         if outcome == TREATED:
             area = TREATMENT_JA.get(rule.treated_by or "", "")
             reason = f"{shown}: {label}（{area}の服薬あり）"

@@ -38,28 +38,26 @@ def make_decider(rule: HierarchyRule) -> Decider:
     g1, g2 = rule.group1_active_min, rule.group2_active_min
     senior_lo, senior_hi = rule.senior_ages
     med_idx = tuple(FIELD_INDEX[f] for f in rule.exclude_on)
-    i_waist, i_bmi, i_age, i_smoking = (FIELD_INDEX[f] for f in ("waist_cm", "bmi", "age", "smoking"))
 
     def decide(v: VisitInput, risk_bits: int, si: int) -> Decision:
         for i in med_idx:
             if v[i]:
                 return (EXCLUDED, 0, 0, False, False)
-        waist = v[i_waist]
+        waist = v.waist_cm
         if waist is not None and waist >= waist_by_sex[si]:
             group = 1
         else:
-            bmi = v[i_bmi]
+            bmi = v.bmi
             if bmi is not None and bmi >= bmi_min:
                 group = 2
             else:
                 return (INFORMATION, 0, 0, False, False)
         n = _POPCOUNT[risk_bits]
-        smoking = bool(n and v[i_smoking])  # ④ counts only alongside one of ①–③
+        smoking = bool(n and v.smoking)  # ④ counts only alongside one of ①–③
         if smoking:
             n += 1
         if n >= (g1 if group == 1 else g2):
-            age = v[i_age]
-            if senior_lo <= age <= senior_hi:
+            if senior_lo <= v.age <= senior_hi:
                 return (MOTIVATIONAL, group, n, smoking, True)
             return (ACTIVE, group, n, smoking, False)
         return (MOTIVATIONAL if n else INFORMATION, group, n, smoking, False)

@@ -6,7 +6,8 @@ these into tuples once per rule set).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 LEVELS = "levels"  # 特定健診: normal / guidance (保健指導判定値) / referral (受診勧奨判定値)
@@ -64,7 +65,10 @@ class LevelRule:
 
 @dataclass(frozen=True)
 class Band:
-    """Half-open interval ``ge <= value < lt`` graded ``grade``; ``written`` is the source's text."""
+    """Half-open interval ``ge <= value < lt`` graded ``grade``; ``written`` is the source's text.
+
+    On a qualitative scale ``ge`` / ``lt`` hold positions on the item's scale (0 for "-").
+    """
 
     grade: str
     ge: float | None
@@ -86,9 +90,9 @@ class ItemRule:
     fasting: bool | None  # True: only fasting samples; False: only 随時; None: either
     scale: tuple[str, ...]  # ordinal scale for qualitative items, else ()
     # LEVELS sets: thresholds by sex ("M", "F"); the two entries are equal when not sex-specific
-    levels: dict[str, LevelRule] = field(default_factory=dict)
+    levels: dict[str, LevelRule] = dataclasses.field(default_factory=dict)
     # GRADES sets: bands by sex, and the medication field that makes the grade E
-    bands: dict[str, tuple[Band, ...]] = field(default_factory=dict)
+    bands: dict[str, tuple[Band, ...]] = dataclasses.field(default_factory=dict)
     treated_by: str | None = None
     risk: str | None = None  # 階層化 risk group this item counts toward (bp / lipid / glucose)
 
@@ -132,7 +136,7 @@ class RuleSet:
     notes: tuple[str, ...]
     path: str
     # Set once by the engine (compiled rules); excluded from equality and repr.
-    _engine: Any = field(default=None, init=False, repr=False, compare=False)
+    _engine: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def item(self, key: str) -> ItemRule:
         for rule in self.items:

@@ -10,6 +10,7 @@ and the 階層化 section are.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 import tomllib
@@ -40,16 +41,46 @@ GUIDANCE_LABEL = "保健指導判定値"
 REFERRAL_LABEL = "受診勧奨判定値"
 
 _HEADER_KEYS = {
-    "id", "version", "kind", "title", "source", "edition", "source_url", "verified", "follow_up",
-    "notes", "grades",
+    "id",
+    "version",
+    "kind",
+    "title",
+    "source",
+    "edition",
+    "source_url",
+    "verified",
+    "follow_up",
+    "notes",
+    "grades",
 }
 _ITEM_KEYS = {
-    "key", "name", "field", "unit", "jlac10", "jlac10_abbreviated", "verified", "note", "fasting",
-    "scale", "guidance", "referral", "by_sex", "bands", "treated_by",
+    "key",
+    "name",
+    "field",
+    "unit",
+    "jlac10",
+    "jlac10_abbreviated",
+    "verified",
+    "note",
+    "fasting",
+    "scale",
+    "guidance",
+    "referral",
+    "by_sex",
+    "bands",
+    "treated_by",
 }
 _HIERARCHY_KEYS = {
-    "source", "verified", "waist_cm", "bmi", "risk", "smoking_label", "group1_active_min_risks",
-    "group2_active_min_risks", "senior_ages", "exclude_on_medication",
+    "source",
+    "verified",
+    "waist_cm",
+    "bmi",
+    "risk",
+    "smoking_label",
+    "group1_active_min_risks",
+    "group2_active_min_risks",
+    "senior_ages",
+    "exclude_on_medication",
 }
 
 
@@ -169,7 +200,7 @@ def _parse_item(raw: Any, rs_id: str, kind: str, where: str) -> ItemRule:
         field=fld,
         unit=str(raw.get("unit", "")),
         jlac10=jlac10,
-        jlac10_abbreviated=tuple(_str_list(raw, "jlac10_abbreviated", w)) if "jlac10_abbreviated" in raw else (),
+        jlac10_abbreviated=tuple(_str_list(raw, "jlac10_abbreviated", w) if "jlac10_abbreviated" in raw else ()),
         verified=_bool(raw, "verified", w),
         note=str(raw.get("note", "")),
         fasting=fasting,
@@ -246,15 +277,13 @@ def _parse_bands(table: dict[str, Any], scale: tuple[str, ...], w: str) -> tuple
         if ge is not None and lt is not None and not ge < lt:
             raise RuleSetError(f"{w}: band {grade} is empty (ge {b['ge']} ≥ lt {b['lt']})")
         bands.append(Band(grade=grade, ge=ge, lt=lt, written=_str(b, "written", w)))
-    for prev, nxt in zip(bands, bands[1:], strict=False):
+    for prev, nxt in itertools.pairwise(bands):
         if prev.lt is None or nxt.ge is None or nxt.ge < prev.lt:
             raise RuleSetError(f"{w}: bands {prev.grade} and {nxt.grade} overlap or are out of order")
     return tuple(bands)
 
 
-def _parse_hierarchy(
-    raw: dict[str, Any], item_keys: list[str], where: str
-) -> tuple[HierarchyRule, dict[str, str]]:
+def _parse_hierarchy(raw: dict[str, Any], item_keys: list[str], where: str) -> tuple[HierarchyRule, dict[str, str]]:
     w = f"{where} [hierarchy]"
     _known(raw, _HIERARCHY_KEYS, w)
     waist = _table(raw, "waist_cm", w)

@@ -47,8 +47,24 @@ FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(VisitInput._fiel
 #: Fields a rule may judge, and what kind of value each holds.
 NUMERIC_FIELDS: frozenset[str] = frozenset(
     {
-        "sbp", "dbp", "tg", "hdl", "ldl", "non_hdl", "fbg", "rbg", "hba1c", "ast", "alt", "ggt",
-        "egfr", "hb", "uric_acid", "waist_cm", "bmi", "creatinine",
+        "sbp",
+        "dbp",
+        "tg",
+        "hdl",
+        "ldl",
+        "non_hdl",
+        "fbg",
+        "rbg",
+        "hba1c",
+        "ast",
+        "alt",
+        "ggt",
+        "egfr",
+        "hb",
+        "uric_acid",
+        "waist_cm",
+        "bmi",
+        "creatinine",
     }
 )
 QUALITATIVE_FIELDS: frozenset[str] = frozenset({"urine_protein"})

@@ -1,0 +1,59 @@
+"""Websocket consumers of the clinical app: import progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from audit.context import RequestContext, acting, new_request_id
+from clinical.models import ImportBatch
+from clinical.scoping import scope
+
+
+class ImportProgressConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """`ws/imports/<id>/`: the batch's state now, then every progress message. Only users who may
+    import for the batch's facility may watch; anyone else is closed with 4404."""
+
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        batch_id = int(self.scope["url_route"]["kwargs"]["batch_id"])
+        state = await self._state(user, batch_id)
+        if state is None:
+            await self.close(code=4404)
+            return
+        self.group = f"import.{batch_id}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(state)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def import_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    @database_sync_to_async
+    def _state(self, user: Any, batch_id: int) -> dict[str, Any] | None:
+        if user is None or not user.is_authenticated:
+            return None
+        from clinical.auth.otp_required import second_factor_satisfied
+        from clinical.scoping import get_scoped_or_404
+
+        if not second_factor_satisfied(user):
+            return None
+        ctx = RequestContext(request_id=new_request_id(), user_id=user.pk, username=user.get_username(),
+                             channel="websocket")
+        with acting(ctx):
+            try:
+                batch = get_scoped_or_404(scope(ImportBatch.objects.all(), user, perm="import_checkups"), user,
+                                          perm="import_checkups", pk=batch_id)
+            except Exception:  # Http404: audited as access_denied by get_scoped_or_404
+                return None
+        from clinical.intake.services import batch_state
+
+        return batch_state(batch)
