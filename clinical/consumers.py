@@ -21,7 +21,7 @@ class ImportProgressConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
         user = self.scope.get("user")
         batch_id = int(self.scope["url_route"]["kwargs"]["batch_id"])
-        state = await self._state(user, batch_id)
+        state = await self._state(user, self.scope.get("session"), batch_id)
         if state is None:
             await self.close(code=4404)
             return
@@ -38,13 +38,11 @@ class ImportProgressConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.send_json(event)
 
     @database_sync_to_async
-    def _state(self, user: Any, batch_id: int) -> dict[str, Any] | None:
-        if user is None or not user.is_authenticated:
-            return None
-        from clinical.auth.otp_required import second_factor_satisfied
+    def _state(self, user: Any, session: Any, batch_id: int) -> dict[str, Any] | None:
+        from clinical.auth.otp_required import websocket_user_verified
         from clinical.scoping import get_scoped_or_404
 
-        if not second_factor_satisfied(user):
+        if not websocket_user_verified(user, session):
             return None
         ctx = RequestContext(request_id=new_request_id(), user_id=user.pk, username=user.get_username(),
                              channel="websocket")

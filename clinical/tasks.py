@@ -5,7 +5,7 @@ from celery import shared_task
 from audit.context import RequestContext, acting, new_request_id
 
 
-@shared_task(name="clinical.run_import", queue="default", acks_late=True)
+@shared_task(name="clinical.run_import")
 def run_import(batch_id: int) -> str:
     """Thin: the job row is the truth; running twice is harmless (the claim fails the second time)."""
     from clinical.intake.services import import_batch_run

@@ -15,6 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_queues=(Queue("default"), Queue("gpu")),
     task_default_queue="default",
+    # Routing by name, in one place: everything runs on "default" unless a model's jobs are sent
+    # to "gpu" explicitly (inference picks the queue per model version).
+    task_routes={"medlmm.*": {"queue": "default"}, "clinical.*": {"queue": "default"}},
     # A task is acknowledged after it ran, and re-delivered if its worker process died
     # (acks_late alone still acks a task whose process was killed: celery#4976, anchors.md).
     task_acks_late=True,
@@ -34,7 +37,7 @@ app.conf.update(
 app.autodiscover_tasks()
 
 
-@app.task(name="medlmm.ping", queue="default")
+@app.task(name="medlmm.ping")
 def ping() -> str:
     """Used by /healthz and the launcher test to prove a worker really consumes the default queue."""
     return "pong"

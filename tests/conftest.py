@@ -3,7 +3,7 @@ B, admin of A, auditor of A), logged-in clients for them, and audit helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,24 @@ def audit_events() -> Callable[..., list[AuditEvent]]:
         return list(AuditEvent.objects.filter(**filters).order_by("seq"))
 
     return events
+
+
+def close_other_connections() -> None:
+    """Threads that ran Django code (a Celery worker thread, Channels' sync_to_async executor)
+    keep their own database connections; close them so the test database can be dropped."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    yield
+    with django_db_blocker.unblock():
+        close_other_connections()
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

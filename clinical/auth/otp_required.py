@@ -59,3 +59,18 @@ class SecondFactorVerified(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return second_factor_satisfied(request.user)
+
+
+def websocket_user_verified(user: Any, session: Any) -> bool:
+    """Websockets pass through AuthMiddlewareStack, not OTPMiddleware: check the second factor the
+    same way OTPMiddleware does, from the device id the TOTP step stored in the session."""
+    if user is None or not user.is_authenticated:
+        return False
+    if not requires_second_factor(user):
+        return True
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.models import Device
+
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY) if session is not None else None
+    device = Device.from_persistent_id(persistent_id) if persistent_id else None
+    return device is not None and device.user_id == user.pk and device.confirmed
