@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from clinical.bulk import copy_rows, is_postgresql
 from clinical.models import CheckupVisit, Course, Observation, ScreeningResult, VisitStatus
 from clinical.screening import REFERRAL, RuleSet, VisitInput, judge_many, load_ruleset
 
@@ -55,45 +59,80 @@ def _ruleset(name: str, cache: dict[str, RuleSet]) -> RuleSet:
     return cache[name]
 
 
+VisitMeta = tuple[int, str, bool | None, date, str, date]  # id, course, fasting, exam date, sex, birth
+
+
 @transaction.atomic
 def visits_screen(*, visit_ids: Iterable[int], chunk: int = 5000) -> int:
-    """(Re-)judge visits with the rule sets of their course and store one result per rule set.
-    Returns the number of visits judged. Safe to run twice: results are upserted."""
+    """(Re-)judge stored visits with the rule sets of their course. Safe to run twice (upserts)."""
     ids = list(visit_ids)
-    cache: dict[str, RuleSet] = {}
     judged = 0
     for start in range(0, len(ids), chunk):
         part = ids[start:start + chunk]
-        visits = list(CheckupVisit.objects.filter(id__in=part).values_list(
+        visits: list[VisitMeta] = list(CheckupVisit.objects.filter(id__in=part).values_list(
             "id", "course", "fasting", "exam_date", "patient__sex", "patient__birth_date"))
         values: dict[int, dict[str, tuple[Decimal | None, str]]] = defaultdict(dict)
         for vid, item, num, text in Observation.objects.filter(visit_id__in=part).values_list(
                 "visit_id", "item", "value_num", "value_text"):
             values[vid][item] = (num, text)
-        by_ruleset: dict[str, list[VisitInput]] = defaultdict(list)
-        for vid, course, fasting, exam_date, sex, birth in visits:
-            vi = visit_input(vid, sex, age_on(birth, exam_date), fasting, values[vid])
-            for name in DEFAULT_RULESETS[course]:
-                by_ruleset[name].append(vi)
-        rows: list[ScreeningResult] = []
-        follow_up: dict[int, bool] = {vid: False for vid, *_ in visits}
-        for name, inputs in by_ruleset.items():
-            ruleset = _ruleset(name, cache)
-            for j in judge_many(inputs, ruleset):
-                vid = int(j.visit.visit_id)
-                outcomes = j.outcomes
-                flagged = any(o == REFERRAL for o in outcomes.values()) if name == "mhlw-2024" else j.follow_up
-                if name == "mhlw-2024":
-                    follow_up[vid] = flagged
-                rows.append(ScreeningResult(
-                    visit_id=vid, ruleset=ruleset.id, ruleset_version=ruleset.version, items=outcomes,
-                    follow_up=flagged, reasons=list(j.reasons) if flagged else [], hierarchy=j.hierarchy or ""))
-        ScreeningResult.objects.bulk_create(
-            rows, batch_size=2000, update_conflicts=True, unique_fields=["visit", "ruleset"],
-            update_fields=["ruleset_version", "items", "follow_up", "reasons", "hierarchy", "judged_at"])
-        flagged_ids = [vid for vid, f in follow_up.items() if f]
-        CheckupVisit.objects.filter(id__in=part).update(status=VisitStatus.SCREENED, follow_up=False)
-        if flagged_ids:
-            CheckupVisit.objects.filter(id__in=flagged_ids).update(follow_up=True)
-        judged += len(visits)
+        judged += visits_screen_values(visits=visits, values=values)
     return judged
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One visit's judgements, ready to store: (ruleset id, version, items, follow_up, reasons, hierarchy)."""
+
+    visit_id: int
+    follow_up: bool
+    rows: tuple[tuple[str, str, dict[str, str], bool, list[str], str], ...]
+
+
+def judge_visits(visits: list[VisitMeta], values: dict[int, dict[str, tuple[Decimal | None, str]]]) -> list[Judged]:
+    """Judge visits whose values the caller already holds, with the rule sets of their course. No DB."""
+    cache: dict[str, RuleSet] = {}
+    by_ruleset: dict[str, list[VisitInput]] = defaultdict(list)
+    for vid, course, fasting, exam_date, sex, birth in visits:
+        vi = visit_input(vid, sex, age_on(birth, exam_date), fasting, values.get(vid, {}))
+        for name in DEFAULT_RULESETS[course]:
+            by_ruleset[name].append(vi)
+    rows: dict[int, list[tuple[str, str, dict[str, str], bool, list[str], str]]] = defaultdict(list)
+    follow: dict[int, bool] = {v[0]: False for v in visits}
+    for name, inputs in by_ruleset.items():
+        ruleset = _ruleset(name, cache)
+        mhlw = name == "mhlw-2024"
+        for j in judge_many(inputs, ruleset):
+            vid = int(j.visit.visit_id)
+            outcomes = j.outcomes
+            flagged = any(o == REFERRAL for o in outcomes.values()) if mhlw else j.follow_up
+            if mhlw:
+                follow[vid] = flagged
+            rows[vid].append((ruleset.id, ruleset.version, outcomes, flagged,
+                              list(j.reasons) if flagged else [], j.hierarchy or ""))
+    return [Judged(vid, follow[vid], tuple(rows[vid])) for vid in follow]
+
+
+def store_judgements(judged: list[Judged], *, fresh: bool = False) -> None:
+    """Store results. `fresh`: the visits were created in this transaction and have no results yet,
+    so on PostgreSQL the rows go in by COPY (their visits already carry status and follow-up)."""
+    if fresh and is_postgresql():
+        now = timezone.now()
+        copy_rows(ScreeningResult, ("visit_id", "ruleset", "ruleset_version", "items", "follow_up", "reasons",
+                                    "hierarchy", "judged_at"),
+                  ((j.visit_id, r[0], r[1], Jsonb(r[2]), r[3], Jsonb(r[4]), r[5], now) for j in judged for r in j.rows))
+        return
+    ScreeningResult.objects.bulk_create(
+        [ScreeningResult(visit_id=j.visit_id, ruleset=r[0], ruleset_version=r[1], items=r[2], follow_up=r[3],
+                         reasons=r[4], hierarchy=r[5]) for j in judged for r in j.rows],
+        batch_size=5000, update_conflicts=True, unique_fields=["visit", "ruleset"],
+        update_fields=["ruleset_version", "items", "follow_up", "reasons", "hierarchy", "judged_at"])
+    for flag in (True, False):
+        ids = [j.visit_id for j in judged if j.follow_up == flag]
+        for start in range(0, len(ids), 5000):
+            CheckupVisit.objects.filter(id__in=ids[start:start + 5000]).update(status=VisitStatus.SCREENED,
+                                                                                follow_up=flag)
+
+
+def visits_screen_values(*, visits: list[VisitMeta], values: dict[int, dict[str, tuple[Decimal | None, str]]]) -> int:
+    store_judgements(judge_visits(visits, values))
+    return len(visits)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import date
 from pathlib import Path
 from typing import IO
 
@@ -21,10 +21,9 @@ from django.utils import timezone
 
 from audit.kinds import EventKind, Outcome
 from audit.services import audit_record
-from clinical.intake.items import BY_KEY
 from clinical.intake.table import ParsedFile, ParsedVisit, RowError, parse_rows, read_rows
-from clinical.judging import visits_screen
-from clinical.models import CheckupVisit, Facility, ImportBatch, ImportStatus, Observation, Patient, User, VisitStatus
+from clinical.intake.writer import write_visits
+from clinical.models import Facility, ImportBatch, ImportStatus, Patient, User
 from clinical.scoping import role_at
 from config.realtime import broadcast, broadcast_on_commit
 
@@ -105,7 +104,8 @@ def import_batch_run(*, batch_id: int) -> ImportBatch | None:
         materialised = list(rows)
         batch.total_rows = len(materialised)
         ImportBatch.objects.filter(id=batch.pk).update(total_rows=batch.total_rows)
-        known = dict(Patient.objects.filter(facility=batch.facility).values_list("mrn", "id"))
+        known = {mrn: (pid, sex, birth) for mrn, pid, sex, birth in
+                 Patient.objects.filter(facility=batch.facility).values_list("mrn", "id", "sex", "birth_date")}
         parsed = parse_rows(header, _counting(materialised, report), known_mrns=set(known))
     except (ValueError, OSError) as exc:
         parsed = ParsedFile([], [RowError(0, "", "", str(exc))], [])
@@ -142,86 +142,22 @@ def _fail(batch: ImportBatch, errors: list[RowError]) -> ImportBatch:
     return batch
 
 
-def _write(batch: ImportBatch, visits: list[ParsedVisit], patient_ids: dict[str, int]) -> None:
-    facility = batch.facility
-    source = f"{batch.file_name}#{batch.pk}"
-    keys = {(patient_ids[v.mrn], v.exam_date, v.course) for v in visits}
-    dates = {k[1] for k in keys}
-    existing = {
-        (pid, d, c): (vid, fasting)
-        for vid, pid, d, c, fasting in CheckupVisit.objects.filter(facility=facility, exam_date__in=dates)
-        .values_list("id", "patient_id", "exam_date", "course", "fasting")
-        if (pid, d, c) in keys
-    }
-    new = [CheckupVisit(facility=facility, patient_id=patient_ids[v.mrn], exam_date=v.exam_date, course=v.course,
-                        fasting=v.fasting, status=VisitStatus.MEASURED)
-           for v in visits if (patient_ids[v.mrn], v.exam_date, v.course) not in existing]
-    CheckupVisit.objects.bulk_create(new, batch_size=5000)
-    visit_ids = {(n.patient_id, n.exam_date, n.course): n.pk for n in new}
-    visit_ids.update({k: vid for k, (vid, _f) in existing.items()})
-    old_values: dict[int, dict[str, tuple[Decimal | None, str]]] = {}
-    if existing:
-        for vid, item, num, text in Observation.objects.filter(
-                visit_id__in=[vid for vid, _f in existing.values()]).values_list(
-                "visit_id", "item", "value_num", "value_text"):
-            old_values.setdefault(vid, {})[item] = (num, text)
-    observations: list[Observation] = []
-    corrections: list[tuple[int, int, dict[str, list[str]]]] = []
-    fasting_changes: list[CheckupVisit] = []
-    for v in visits:
-        key = (patient_ids[v.mrn], v.exam_date, v.course)
-        vid = visit_ids[key]
-        before = old_values.get(vid, {})
-        changed: dict[str, list[str]] = {}
-        for item, (num, text) in v.values.items():
-            old = before.get(item)
-            if old is not None and _same(old, (num, text)):
-                continue
-            if old is not None:
-                changed[item] = [_show(old), _show((num, text))]
-            observations.append(Observation(visit_id=vid, item=item, jlac10=BY_KEY[item].jlac10[0],
-                                            value_num=num, value_text=text, unit=BY_KEY[item].unit,
-                                            source=source, source_row=v.row))
-        if key in existing and v.fasting is not None and existing[key][1] != v.fasting:
-            changed["fasting"] = [str(existing[key][1]), str(v.fasting)]
-            fasting_changes.append(CheckupVisit(id=vid, fasting=v.fasting))
-        if changed:
-            corrections.append((vid, key[0], changed))
-    Observation.objects.bulk_create(
-        observations, batch_size=5000, update_conflicts=True, unique_fields=["visit", "item"],
-        update_fields=["value_num", "value_text", "unit", "jlac10", "source", "source_row"])
-    if fasting_changes:
-        CheckupVisit.objects.bulk_update(fasting_changes, ["fasting"], batch_size=2000)
-    role = role_at(batch.created_by, facility.pk)
-    for vid, patient_id, changed in corrections:
-        # A corrected value is an audited update of the same visit, never a second visit.
-        audit_record(kind=EventKind.UPDATE, user=batch.created_by, role=role, facility_id=facility.pk,
-                     object_type="clinical.checkupvisit", object_id=vid, patient_id=patient_id,
-                     details={"changed": changed, "source": source})
-    touched = sorted({vid for vid, _p, _c in corrections} | {n.pk for n in new})
-    judged = visits_screen(visit_ids=touched) if touched else 0
+def _write(batch: ImportBatch, visits: list[ParsedVisit], patients: dict[str, tuple[int, str, date]]) -> None:
+    result = write_visits(batch, visits, patients)
+    unchanged = result.visits - result.created - result.corrected
     batch.status = ImportStatus.SUCCEEDED
     batch.processed_rows = batch.total_rows
-    batch.visits_created = len(new)
-    batch.visits_updated = len(corrections)
-    batch.observations_written = len(observations)
+    batch.visits_created = result.created
+    batch.visits_updated = result.corrected
+    batch.observations_written = result.observations
     batch.finished_at = timezone.now()
-    batch.message = (f"{len(visits)} 件の受診を確認: 新規 {len(new)} 件、修正 {len(corrections)} 件、"
-                     f"変更なし {len(visits) - len(new) - len(corrections)} 件（判定 {judged} 件）")
+    batch.message = (f"{result.visits} 件の受診を確認: 新規 {result.created} 件、修正 {result.corrected} 件、"
+                     f"変更なし {unchanged} 件")
     batch.save(update_fields=["status", "processed_rows", "visits_created", "visits_updated",
                               "observations_written", "finished_at", "message"])
-    audit_record(kind=EventKind.IMPORT, user=batch.created_by, role=role, facility_id=facility.pk,
-                 object_type="clinical.importbatch", object_id=batch.pk,
-                 details={"stage": "imported", "visits": len(visits), "created": len(new),
-                          "corrected": len(corrections), "observations": len(observations), "source": source})
+    audit_record(kind=EventKind.IMPORT, user=batch.created_by, role=role_at(batch.created_by, batch.facility_id),
+                 facility_id=batch.facility_id, object_type="clinical.importbatch", object_id=batch.pk,
+                 details={"stage": "imported", "visits": result.visits, "created": result.created,
+                          "corrected": result.corrected, "observations": result.observations,
+                          "source": f"{batch.file_name}#{batch.pk}"})
     broadcast_on_commit(_group(batch.pk), batch_state(batch))
-
-
-def _same(a: tuple[Decimal | None, str], b: tuple[Decimal | None, str]) -> bool:
-    # 6.8 and 6.80 are the same measurement; compare numerically, and text exactly.
-    return (a[0] is None) == (b[0] is None) and (a[0] is None or Decimal(a[0]) == Decimal(b[0] or 0)) \
-        and (a[1] or "") == (b[1] or "")
-
-
-def _show(v: tuple[Decimal | None, str]) -> str:
-    return v[1] if v[0] is None else format(Decimal(v[0]).normalize(), "f")
