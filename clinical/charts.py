@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 from clinical.screening import RuleSet
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 360, 160, 44, 12, 14, 28
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 360, 160, 30, 28, 14, 28
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,12 @@ class ImportForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["facility"].queryset = Facility.objects.filter(  # type: ignore[attr-defined]
-            id__in=facility_ids_for(user, "import_checkups"))
+        facilities = Facility.objects.filter(id__in=facility_ids_for(user, "import_checkups"))
+        field = self.fields["facility"]
+        field.queryset = facilities  # type: ignore[attr-defined]
+        if len(facilities) == 1:
+            field.initial = facilities[0].pk  # one facility: nothing to choose
+            field.empty_label = None  # type: ignore[attr-defined]
 
 
 class WorklistForm(forms.Form):

@@ -90,6 +90,24 @@ def audit_events() -> Callable[..., list[AuditEvent]]:
     return events
 
 
+@pytest.fixture
+def celery_worker_thread() -> Iterator[None]:
+    """A real Celery worker (solo pool, in a thread of this process) consuming the test Redis broker."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: the production broker")
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=["default"], loglevel="WARNING",
+                      shutdown_timeout=10):
+        yield
+    close_other_connections()
+
+
 def close_other_connections() -> None:
     """Threads that ran Django code (a Celery worker thread, Channels' sync_to_async executor)
     keep their own database connections; close them so the test database can be dropped."""

@@ -43,7 +43,10 @@ def upload_dir() -> Path:
     return path
 
 
-def import_batch_create(*, facility: Facility, file_name: str, content: IO[bytes], actor: User) -> ImportBatch:
+def import_batch_create(*, facility: Facility, file_name: str, content: IO[bytes], actor: User,
+                        enqueue: bool = True) -> ImportBatch:
+    """Store the upload and queue its import. `enqueue=False`: the caller runs `import_batch_run`
+    itself (the demo seeder, the benchmark), so no message waits in a broker nobody consumes."""
     suffix = Path(file_name).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
         raise ImportRefused(f"「{file_name}」は取り込めない形式です（CSV または Excel .xlsx にしてください）")
@@ -62,7 +65,8 @@ def import_batch_create(*, facility: Facility, file_name: str, content: IO[bytes
                      details={"stage": "queued", "file": file_name, "sha256": digest, "bytes": len(data)})
         from clinical.tasks import run_import
 
-        transaction.on_commit(lambda: run_import.delay(batch.pk))
+        if enqueue:
+            transaction.on_commit(lambda: run_import.delay(batch.pk))
     return batch
 
 

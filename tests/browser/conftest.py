@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkups.conftest import examinees  # noqa: F401  (fixture shared with the checkup tests)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,9 @@ from django.test import Client
 
 from clinical.models import CheckupVisit, ImportBatch, Patient
 from tests.checkups.test_import import GOOD
-from tests.conftest import Personas, close_other_connections, login
+from tests.conftest import Personas, login
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def celery_worker_thread() -> Iterator[None]:
-    if not settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: the production broker")
-    from celery.contrib.testing.worker import start_worker
-
-    from config.celery import app
-
-    app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["default"], loglevel="WARNING",
-                      shutdown_timeout=10):
-        yield
-    close_other_connections()
 
 
 def _cookie(client: Client) -> bytes:

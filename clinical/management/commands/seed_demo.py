@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from audit.context import RequestContext, acting, new_request_id
+from clinical.demo.checkups import seed_checkups
 from clinical.demo.seed import DEMO_PASSWORD, PERSONAS, seed_demo
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         with acting(RequestContext(request_id=new_request_id(), channel="command", username="seed_demo")):
             result = seed_demo()
+            result["visits_imported"] = seed_checkups()
         self.stdout.write(f"デモデータ: {result}")
         self.stdout.write(f"デモ用ログイン（パスワードはすべて {DEMO_PASSWORD}）:")
         for p in PERSONAS:
