@@ -32,6 +32,8 @@ CT 造影 単純 肝臓 胆嚢 膵臓 腎臓 脾臓 副腎 膀胱 前立腺 子�
 境界域 前回 比較 増加 減少 変化なし 不変 新規 出現 消失 認める 認めない 認めません 認められます 明らか
 指摘 されます されました あり なし です ます でした ません 可能性 否定 できません ください お勧め します
 医師 技師 読影 所見なし 所見あり 部位 重症度 確信度 要約 総合 今回 結果 検査 項目 測定 単位 年 月 日 歳 男性 女性
+書 記載 記述 作成 径 眼圧 比 幅 間隔 誘導 陰影 心房 心室 肺 肝 胆 腎 膵 脾 胃 腸 頸 椎 腰 足 手 頭 顔 首
+あなた 医師 して いて 見 書いて ください 出力 形式 日本語 英語 画像 提示 以下 次 作 述べ
 右 左 上 中 下 前 後 内側 外側 両側 片側 全体 一部 多発 単発 境界 明瞭 不明瞭 大きさ 約 程度
 を が は に で と の も や へ から まで より について において による ため こと もの よう また および
 高血圧 糖尿病 脂質異常症 高尿酸血症 慢性腎臓病 メタボリックシンドローム 予備群 該当 非該当 服薬 中
@@ -39,10 +41,13 @@ CT 造影 単純 肝臓 胆嚢 膵臓 腎臓 脾臓 副腎 膀胱 前立腺 子�
 がぎぐげござじずぜぞだぢづでどばびぶべぼぱぴぷぺぽぁぃぅぇぉっゃゅょー
 アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワヲン
 ガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポァィゥェォッャュョヴ
-、。・「」『』（）［］｛｝：；！？〜／％＋－＝ 　
+　、。・「」『』（）［］｛｝：；！？〜／％＋－＝
 """
 
 _SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "<|system|>", "<|user|>", "<|assistant|>"]
+# Special tokens by role ("*_token" names are not secrets, whatever a password linter thinks).
+_NAMED_SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                  "image_token": "<image>"}  # fmt: skip
 
 # Messages are rendered as `<|role|>content\n`; image parts become one `<image>` each, which the
 # processor expands to one placeholder per vision patch.
@@ -66,14 +71,14 @@ NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
 
 
 def _corpus() -> list[str]:
-    return [_JA_MEDICAL_CORPUS, string.printable, "{}[]\":,.-+0123456789 truefalsenull"]
+    return [_JA_MEDICAL_CORPUS, string.printable, '{}[]":,.-+0123456789 truefalsenull']
 
 
 def _build_text_tokenizer():  # -> PreTrainedTokenizerFast (kept untyped: transformers is imported lazily)
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel(unk_token=_NAMED_SPECIAL["unk_token"]))
     # Every character (newlines included) is its own word, and words are glued back without spaces.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
@@ -81,11 +86,7 @@ def _build_text_tokenizer():  # -> PreTrainedTokenizerFast (kept untyped: transf
     tok.train_from_iterator(_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        image_token="<image>",
+        **_NAMED_SPECIAL,
         extra_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
         padding_side="left",
         model_max_length=2048,
@@ -139,9 +140,9 @@ def build_tiny_checkpoint(
 
     torch.manual_seed(seed)
     if kind == "causal":
-        model = LlamaForCausalLM(text_config)
-        model.generation_config = generation_config
-        model.save_pretrained(path)
+        text_model = LlamaForCausalLM(text_config)
+        text_model.generation_config = generation_config
+        text_model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         return path
     if kind != "llava":

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 
 class _Decoder(Protocol):
-    def decode(self, ids: list[int], **kwargs: Any) -> str: ...
+    def decode(self, token_ids: Any, skip_special_tokens: bool = ..., **kwargs: Any) -> Any: ...
 
 
 REPLACEMENT = "\ufffd"
@@ -31,7 +31,7 @@ class IncrementalDetokenizer:
         self._read = 0  # ids before this index have been released as text
 
     def _decode(self, ids: list[int]) -> str:
-        return self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ml.tiny import NUM_IMAGE_TOKENS, build_tiny_checkpoint
+from tests.ml.conftest import png
+
+JAPANESE_JSON = (
+    '{"findings":[{"text":"右上肺野に結節影を認めます。","severity":"mild","confidence":0.8}],'
+    '"impression":"HbA1c 6.8 %"}\n'
+)
+
+
+def test_it_round_trips_a_llava_checkpoint_through_the_auto_classes(tiny_llava: Path) -> None:
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_llava, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava, local_files_only=True)
+    assert type(processor).__name__ == "LlavaProcessor"
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert sum(p.numel() for p in model.parameters()) < 500_000  # tiny: ≈0.7 MB on disk
+
+    import io
+
+    messages = [{"role": "user", "content": [
+        {"type": "image", "image": Image.open(io.BytesIO(png((200, 30, 30))))},
+        {"type": "text", "text": "胸部X線の所見"},
+    ]}]  # fmt: skip
+    enc = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    image_token = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert image_token == model.config.image_token_id
+    assert int((enc["input_ids"] == image_token).sum()) == NUM_IMAGE_TOKENS
+    out = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == enc["input_ids"].shape[1] + 5
+
+
+def test_it_round_trips_a_causal_checkpoint_through_the_auto_classes(tiny_causal: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal, local_files_only=True)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    enc: Any = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "心電図の所見"}], add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    ids = enc["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "心電図の所見\n"
+
+
+def test_it_decodes_japanese_medical_json_exactly(tiny_llava: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llava, local_files_only=True)
+    ids = tokenizer.encode(JAPANESE_JSON, add_special_tokens=False)
+    assert tokenizer.unk_token_id not in ids
+    assert len(ids) == len(JAPANESE_JSON)  # one character, one token
+    assert tokenizer.decode(ids) == JAPANESE_JSON
+    assert {"<image>", "</s>", "<pad>"} <= set(tokenizer.all_special_tokens)
+
+
+def test_it_builds_the_same_weights_for_the_same_seed(tmp_path: Path) -> None:
+    def digest(path: Path) -> str:
+        return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+    a = digest(build_tiny_checkpoint(tmp_path / "a", kind="causal", seed=3))
+    b = digest(build_tiny_checkpoint(tmp_path / "b", kind="causal", seed=3))
+    c = digest(build_tiny_checkpoint(tmp_path / "c", kind="causal", seed=4))
+    assert a == b != c
+
+
+def test_it_refuses_an_unknown_kind(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown tiny checkpoint kind"):
+        build_tiny_checkpoint(tmp_path, kind="whisper")  # type: ignore[arg-type]
