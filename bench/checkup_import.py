@@ -62,7 +62,8 @@ def synth(rng: random.Random, mrn: str) -> list[str]:
             str(max(25, int(rng.gauss(60, 14)))), str(max(40, int(rng.gauss(120, 30)))),
             str(max(60, int(rng.gauss(98, 14)))),
             f"{rng.gauss(5.6, 0.5):.1f}", str(max(8, int(rng.gauss(24, 8)))), str(max(5, int(rng.gauss(22, 10)))),
-            str(int(rng.lognormvariate(3.4, 0.6))), f"{max(0.3, rng.gauss(0.85, 0.2)):.2f}", f"{rng.gauss(14, 1.5):.1f}",
+            str(int(rng.lognormvariate(3.4, 0.6))), f"{max(0.3, rng.gauss(0.85, 0.2)):.2f}",
+            f"{rng.gauss(14, 1.5):.1f}",
             rng.choice(["-", "-", "-", "±", "+", "2+"]), *(rng.choice("0001") for _ in range(3)), rng.choice("001")]
 
 
@@ -73,7 +74,8 @@ def main() -> None:
     user = User.objects.create(username="bench", display_name="ベンチ")
     rng = random.Random(110)
     Patient.objects.bulk_create(
-        [Patient(facility=facility, mrn=f"B{i:07d}", family_name="山田", given_name="太郎", family_name_kana="ヤマダ",
+        [Patient(facility=facility, mrn=f"B{i:07d}", family_name="山田", given_name="太郎",
+                 family_name_kana="ヤマダ",
                  given_name_kana="タロウ", sex=rng.choice("MF"), birth_date=dt.date(1950 + i % 45, 1 + i % 12, 1))
          for i in range(N)], batch_size=10_000)
     out = io.StringIO()

@@ -29,6 +29,6 @@ def copy_rows(model: type[Model], columns: Sequence[str], rows: Iterable[Sequenc
     """COPY rows into the model's table (PostgreSQL only). Constraints and foreign keys still apply."""
     table = model._meta.db_table
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

@@ -44,9 +44,11 @@ class ImportForm(forms.Form):
 class WorklistForm(forms.Form):
     date_from = forms.DateField(label=_("受診日（から）"), required=False,
                                 widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label=_("受診日（まで）"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label=_("受診日（まで）"), required=False,
+                              widget=forms.DateInput(attrs={"type": "date"}))
     follow_up = forms.TypedChoiceField(label=_("受診勧奨"), required=False, coerce=lambda v: v == "1",
-                                       empty_value=None, choices=[("", _("すべて")), ("1", _("あり")), ("0", _("なし"))])
+                                       empty_value=None,
+                                       choices=[("", _("すべて")), ("1", _("あり")), ("0", _("なし"))])
     item = forms.ChoiceField(label=_("項目"), required=False,
                              choices=[("", "—")] + [(k, BY_KEY[k].label) for k in
                                                     ("sbp", "dbp", "tg", "hdl", "ldl", "hba1c", "fbg", "ast", "alt",
@@ -103,8 +105,9 @@ def visit_worklist(request: HttpRequest) -> HttpResponse:
 @login_required
 def visit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     visit = get_scoped_or_404(CheckupVisit.objects.select_related("patient", "facility"), request.user, pk=pk)
-    audit_record(kind=EventKind.PHI_READ, role=role_at(request.user, visit.facility_id), facility_id=visit.facility_id,
-                 object_type="clinical.checkupvisit", object_id=visit.pk, patient_id=visit.patient_id)
+    audit_record(kind=EventKind.PHI_READ, role=role_at(request.user, visit.facility_id),
+                 facility_id=visit.facility_id, object_type="clinical.checkupvisit", object_id=visit.pk,
+                 patient_id=visit.patient_id)
     detail = sel.visit_detail(visit=visit)
     mhlw = detail["screenings"].get("mhlw-2024")
     dock = detail["screenings"].get("ningen-dock")
@@ -114,7 +117,8 @@ def visit_detail(request: HttpRequest, pk: int) -> HttpResponse:
         item = BY_KEY[key]
         value = obs.value_text if obs.value_num is None else format(obs.value_num.normalize(), "f")
         rows.append({"key": key, "label": item.label, "value": value, "unit": obs.unit,
-                     "outcome": mhlw.items.get(key, "") if mhlw else "", "dock": dock.items.get(key, "") if dock else "",
+                     "outcome": mhlw.items.get(key, "") if mhlw else "",
+                     "dock": dock.items.get(key, "") if dock else "",
                      "reason": explanations.get(key, ""), "source": f"{obs.source} 行{obs.source_row}"})
     trends = _trend_charts(visit)
     return render(request, "clinical/visit_detail.html",

@@ -12,7 +12,7 @@ from clinical.models import ImportBatch
 from clinical.scoping import scope
 
 
-class ImportProgressConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class ImportProgressConsumer(AsyncJsonWebsocketConsumer):
     """`ws/imports/<id>/`: the batch's state now, then every progress message. Only users who may
     import for the batch's facility may watch; anyone else is closed with 4404."""
 

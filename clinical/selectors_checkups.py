@@ -56,5 +56,6 @@ def patient_trends(*, patient: Patient) -> dict[str, list[tuple[date, Decimal]]]
     rows = Observation.objects.filter(visit__patient=patient, value_num__isnull=False).order_by(
         "visit__exam_date").values_list("item", "visit__exam_date", "value_num")
     for item, day, value in rows:
-        series[item].append((day, value))
+        if value is not None:  # filtered in SQL; this tells the type checker
+            series[item].append((day, value))
     return dict(series)

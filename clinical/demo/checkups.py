@@ -9,7 +9,7 @@ import io
 import random
 
 from clinical.intake.services import import_batch_create, import_batch_run
-from clinical.models import CheckupVisit, Facility, ImportBatch, Patient, User
+from clinical.models import CheckupVisit, Facility, Patient, User
 
 HEADER = ["受診者番号", "受診日", "コース", "空腹時", "身長(cm)", "体重(kg)", "腹囲(cm)", "収縮期血圧(mmHg)",
           "拡張期血圧(mmHg)", "中性脂肪(mg/dL)", "HDLコレステロール", "LDLコレステロール", "空腹時血糖", "HbA1c(%)",

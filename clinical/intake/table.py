@@ -32,7 +32,8 @@ ID_COLUMNS = {
     "fasting": ("空腹時", "空腹", "fasting", "食後10時間以上"),
 }
 # Columns a person keeps in the sheet for reading it; never imported (the register is the truth).
-IGNORED_COLUMNS = {fold(c) for c in ("氏名", "カナ", "氏名カナ", "性別", "生年月日", "年齢", "備考", "name", "sex", "age")}
+IGNORED_COLUMNS = {fold(c) for c in ("氏名", "カナ", "氏名カナ", "性別", "生年月日", "年齢", "備考", "name", "sex",
+                                     "age")}
 COURSES = {"特定健診": "tokutei", "特定健康診査": "tokutei", "tokutei": "tokutei", "人間ドック": "dock",
            "ドック": "dock", "dock": "dock", "定期健康診断": "teiki", "定期健診": "teiki", "teiki": "teiki"}
 MAX_ROWS = 500_000
@@ -146,10 +147,12 @@ def _columns(header: list[str]) -> tuple[list[_Column], list[RowError]]:
             errors.append(RowError(1, name, name, "項目名・JLAC10コードとして認識できない列です"))
             continue
         if unit is not None and item.kind == "number" and not unit_ok(item, unit):
-            errors.append(RowError(1, name, unit, f"{item.label} の単位として使えません（{item.unit} で入力してください）"))
+            reason = f"{item.label} の単位として使えません（{item.unit} で入力してください）"
+            errors.append(RowError(1, name, unit, reason))
             continue
         if item.key in seen:
-            errors.append(RowError(1, name, name, f"{item.label} の列が重複しています（「{seen[item.key]}」列と同じ項目）"))
+            reason = f"{item.label} の列が重複しています（「{seen[item.key]}」列と同じ項目）"
+            errors.append(RowError(1, name, name, reason))
             continue
         seen[item.key] = name
         columns.append(_Column(index, name, "item", item))
@@ -210,8 +213,8 @@ def parse_rows(header: list[str], rows: Iterable[tuple[int, list[str]]], *, know
             differing = sorted(k for k in set(earlier.values) | set(visit.values)
                                if earlier.values.get(k) != visit.values.get(k))
             labels = "、".join(BY_KEY[k].label for k in differing) or "空腹時"
-            errors.append(RowError(n, "受診者番号", visit.mrn,
-                                   f"{earlier.row}行目と同じ受診（同じ受診者・受診日・コース）で値が異なります: {labels}"))
+            reason = f"{earlier.row}行目と同じ受診（同じ受診者・受診日・コース）で値が異なります: {labels}"
+            errors.append(RowError(n, "受診者番号", visit.mrn, reason))
     return ParsedFile(visits, errors, [c.item.key for c in columns if c.item is not None])
 
 
@@ -252,7 +255,8 @@ def _parse_row(n: int, cells: list[str], columns: list[_Column], errors: list[Ro
     course_text = to_halfwidth(ids.get("course", "")).strip()
     course = COURSES.get(course_text, COURSES.get(course_text.lower())) if course_text else default_course
     if course is None:
-        errors.append(RowError(n, "コース", course_text, "特定健診・人間ドック・定期健康診断のいずれかを指定してください"))
+        errors.append(RowError(n, "コース", course_text,
+                               "特定健診・人間ドック・定期健康診断のいずれかを指定してください"))
     fasting = None
     try:
         fasting = parse_flag(ids.get("fasting")) if ids.get("fasting") else None

@@ -11,7 +11,8 @@ from clinical.models import ImportBatch, Patient
 from tests.conftest import Personas
 from tests.factories import PatientFactory
 
-HEADER = "受診者番号,受診日,コース,空腹時,腹囲(cm),BMI,収縮期血圧(mmHg),拡張期血圧(mmHg),中性脂肪,HDLコレステロール,HbA1c(%),AST,尿蛋白,喫煙"
+HEADER = ("受診者番号,受診日,コース,空腹時,腹囲(cm),BMI,収縮期血圧(mmHg),拡張期血圧(mmHg),中性脂肪,HDLコレステロール,"
+          "HbA1c(%),AST,尿蛋白,喫煙")
 
 
 @pytest.fixture

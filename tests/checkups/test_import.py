@@ -47,7 +47,8 @@ def test_a_good_file_is_normalised_judged_and_audited(run_file: Run, examinees: 
 
 def test_reimporting_the_same_file_changes_nothing(run_file: Run, examinees: dict[str, Patient]) -> None:
     run_file(GOOD)
-    before = (CheckupVisit.objects.count(), Observation.objects.count(), AuditEvent.objects.filter(kind="update").count())
+    before = (CheckupVisit.objects.count(), Observation.objects.count(),
+              AuditEvent.objects.filter(kind="update").count())
     again = run_file(GOOD)
     assert again.status == "succeeded"
     assert (again.visits_created, again.visits_updated, again.observations_written) == (0, 0, 0)
