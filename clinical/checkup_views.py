@@ -19,7 +19,7 @@ from clinical.charts import threshold_lines, trend_svg
 from clinical.intake.items import BY_KEY
 from clinical.intake.services import ImportRefused, batch_state, import_batch_create
 from clinical.judging import age_on
-from clinical.models import CheckupVisit, Facility, ImportBatch
+from clinical.models import CheckupVisit, Facility, ImportBatch, MappingProfile
 from clinical.scoping import facility_ids_for, get_scoped_or_404, role_at, scope
 from clinical.screening import load_ruleset
 
@@ -29,6 +29,8 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 class ImportForm(forms.Form):
     facility = forms.ModelChoiceField(queryset=Facility.objects.none(), label=_("施設"))
+    profile = forms.ModelChoiceField(queryset=MappingProfile.objects.none(), label=_("取込設定（列の対応）"),
+                                     required=False, empty_label=_("標準（項目名・JLAC10コード）"))
     file = forms.FileField(label=_("ファイル（CSV / Excel）"))
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
@@ -36,6 +38,8 @@ class ImportForm(forms.Form):
         facilities = Facility.objects.filter(id__in=facility_ids_for(user, "import_checkups"))
         field = self.fields["facility"]
         field.queryset = facilities  # type: ignore[attr-defined]
+        self.fields["profile"].queryset = MappingProfile.objects.filter(  # type: ignore[attr-defined]
+            facility__in=facilities).select_related("facility")
         if len(facilities) == 1:
             field.initial = facilities[0].pk  # one facility: nothing to choose
             field.empty_label = None  # type: ignore[attr-defined]
@@ -68,7 +72,8 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         else:
             try:
                 batch = import_batch_create(facility=form.cleaned_data["facility"], file_name=upload.name,
-                                            content=upload, actor=request.user)  # type: ignore[arg-type]
+                                            content=upload, actor=request.user,  # type: ignore[arg-type]
+                                            profile=form.cleaned_data["profile"])
                 return redirect("import_detail", pk=batch.pk)
             except ImportRefused as exc:
                 form.add_error("file", str(exc))

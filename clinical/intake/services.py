@@ -23,7 +23,7 @@ from audit.kinds import EventKind, Outcome
 from audit.services import audit_record
 from clinical.intake.table import ParsedFile, ParsedVisit, RowError, parse_rows, read_rows
 from clinical.intake.writer import write_visits
-from clinical.models import Facility, ImportBatch, ImportStatus, Patient, User
+from clinical.models import Facility, ImportBatch, ImportStatus, MappingProfile, Patient, User
 from clinical.scoping import role_at
 from config.realtime import broadcast, broadcast_on_commit
 
@@ -44,7 +44,7 @@ def upload_dir() -> Path:
 
 
 def import_batch_create(*, facility: Facility, file_name: str, content: IO[bytes], actor: User,
-                        enqueue: bool = True) -> ImportBatch:
+                        profile: MappingProfile | None = None, enqueue: bool = True) -> ImportBatch:
     """Store the upload and queue its import. `enqueue=False`: the caller runs `import_batch_run`
     itself (the demo seeder, the benchmark), so no message waits in a broker nobody consumes."""
     suffix = Path(file_name).suffix.lower()
@@ -58,8 +58,10 @@ def import_batch_create(*, facility: Facility, file_name: str, content: IO[bytes
     if not stored.exists():
         stored.write_bytes(data)  # content-addressed: the same file is stored once
     with transaction.atomic():
+        if profile is not None and profile.facility_id != facility.pk:
+            raise ImportRefused("この取込設定は別の施設のものです")
         batch = ImportBatch.objects.create(facility=facility, file_name=file_name[:255], sha256=digest,
-                                           stored_path=str(stored), created_by=actor)
+                                           stored_path=str(stored), created_by=actor, profile=profile)
         audit_record(kind=EventKind.IMPORT, user=actor, role=role_at(actor, facility.pk), facility_id=facility.pk,
                      object_type="clinical.importbatch", object_id=batch.pk,
                      details={"stage": "queued", "file": file_name, "sha256": digest, "bytes": len(data)})
@@ -101,7 +103,7 @@ def import_batch_run(*, batch_id: int) -> ImportBatch | None:
     claimed = ImportBatch.objects.filter(id=batch_id, status=ImportStatus.QUEUED).update(status=ImportStatus.RUNNING)
     if claimed != 1:
         return None
-    batch = ImportBatch.objects.select_related("facility", "created_by").get(id=batch_id)
+    batch = ImportBatch.objects.select_related("facility", "created_by", "profile").get(id=batch_id)
     report = _Reporter(batch.pk)
     try:
         header, rows = read_rows(batch.stored_path)
@@ -110,7 +112,8 @@ def import_batch_run(*, batch_id: int) -> ImportBatch | None:
         ImportBatch.objects.filter(id=batch.pk).update(total_rows=batch.total_rows)
         known = {mrn: (pid, sex, birth) for mrn, pid, sex, birth in
                  Patient.objects.filter(facility=batch.facility).values_list("mrn", "id", "sex", "birth_date")}
-        parsed = parse_rows(header, _counting(materialised, report), known_mrns=set(known))
+        mapping = batch.profile.columns if batch.profile is not None else None
+        parsed = parse_rows(header, _counting(materialised, report), known_mrns=set(known), mapping=mapping)
     except (ValueError, OSError) as exc:
         parsed = ParsedFile([], [RowError(0, "", "", str(exc))], [])
     if parsed.errors:

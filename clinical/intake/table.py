@@ -127,7 +127,10 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _columns(header: list[str]) -> tuple[list[_Column], list[RowError]]:
+def _columns(header: list[str], mapping: dict[str, str] | None = None) -> tuple[list[_Column], list[RowError]]:
+    """Recognise each column: identity columns, items by the facility's mapping profile first
+    (its own header → item key), then by item key, JLAC10 code or Japanese name."""
+    profile = {fold(k): v for k, v in (mapping or {}).items()}
     columns: list[_Column] = []
     errors: list[RowError] = []
     seen: dict[str, str] = {}
@@ -141,8 +144,13 @@ def _columns(header: list[str]) -> tuple[list[_Column], list[RowError]]:
         if not name or folded in IGNORED_COLUMNS:
             columns.append(_Column(index, name, "ignore"))
             continue
-        base, unit = split_header(name)
-        item = find_item(base)
+        mapped = profile.get(folded)
+        if mapped is not None:
+            base, unit = name, None
+            item = BY_KEY.get(mapped)
+        else:
+            base, unit = split_header(name)
+            item = find_item(base)
         if item is None:
             errors.append(RowError(1, name, name, "項目名・JLAC10コードとして認識できない列です"))
             continue
@@ -189,10 +197,10 @@ def _value(item: Item, text: str) -> tuple[Decimal | None, str]:
 
 
 def parse_rows(header: list[str], rows: Iterable[tuple[int, list[str]]], *, known_mrns: set[str] | None = None,
-               default_course: str = "tokutei") -> ParsedFile:
+               default_course: str = "tokutei", mapping: dict[str, str] | None = None) -> ParsedFile:
     """Validate every cell of every row. Returns the visits and every error (not just the first):
     a clerk fixes a file in one pass."""
-    columns, errors = _columns(header)
+    columns, errors = _columns(header, mapping)
     if errors:
         return ParsedFile([], errors, [])
     by_key: dict[tuple[str, date, str], ParsedVisit] = {}

@@ -73,6 +73,32 @@ class Observation(models.Model):
         return f"{self.item}={self.value_num if self.value_num is not None else self.value_text}"
 
 
+class MappingProfile(models.Model):
+    """How one facility's export names its columns: {header as written: item key}. Headers not in
+    the profile are still recognised by item key, JLAC10 code or Japanese name."""
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="mapping_profiles")
+    name = models.CharField(_("名称"), max_length=100)
+    columns = models.JSONField(_("列の対応"), default=dict)
+
+    class Meta:
+        verbose_name = _("取込設定")
+        verbose_name_plural = _("取込設定")
+        constraints = [models.UniqueConstraint(fields=["facility", "name"], name="mapping_profile_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from clinical.intake.items import BY_KEY
+
+        unknown = sorted(str(v) for v in self.columns.values() if v not in BY_KEY)
+        if unknown:
+            raise ValidationError({"columns": f"存在しない項目キーです: {', '.join(unknown)}"})
+
+
 class ImportStatus(models.TextChoices):
     QUEUED = "queued", _("待機中")
     RUNNING = "running", _("処理中")
@@ -84,6 +110,7 @@ class ImportBatch(models.Model):
     """One uploaded file: the job row is the truth for its import (house rule 4)."""
 
     facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="import_batches")
+    profile = models.ForeignKey(MappingProfile, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     file_name = models.CharField(_("ファイル名"), max_length=255)
     sha256 = models.CharField(max_length=64)
     stored_path = models.CharField(max_length=500)

@@ -185,3 +185,23 @@ def test_a_claimed_batch_is_not_run_twice(run_file: Run, examinees: dict[str, Pa
     batch = run_file(GOOD)
     assert import_batch_run(batch_id=batch.pk) is None
     assert CheckupVisit.objects.count() == 2
+
+
+def test_a_facility_mapping_profile_names_its_own_columns(run_file: Run, examinees: dict[str, Patient],
+                                                          personas: object, tmp_path: object) -> None:
+    import io
+
+    from clinical.intake.services import import_batch_create, import_batch_run
+    from clinical.models import Facility, MappingProfile, User
+
+    text = "受診者番号,受診日,血圧上の値,A1c値\nA0001,R6.4.1,142,6.8\n"
+    assert run_file(text).errors[0]["reason"] == "項目名・JLAC10コードとして認識できない列です"
+    facility = Facility.objects.get(code="A01")
+    profile = MappingProfile.objects.create(facility=facility, name="旧システム出力",
+                                            columns={"血圧上の値": "sbp", "A1c値": "hba1c"})
+    batch = import_batch_create(facility=facility, file_name="old.csv", content=io.BytesIO(text.encode()),
+                                actor=User.objects.get(username="staff_a"), profile=profile)
+    import_batch_run(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == "succeeded", batch.errors
+    assert _values("A0001") == {"sbp": Decimal("142"), "hba1c": Decimal("6.8")}
