@@ -16,6 +16,7 @@ from audit.kinds import EventKind
 from audit.services import audit_record
 from clinical import selectors_checkups as sel
 from clinical.charts import threshold_lines, trend_svg
+from clinical.extensions import visit_actions
 from clinical.intake.items import BY_KEY
 from clinical.intake.services import ImportRefused, batch_state, import_batch_create
 from clinical.judging import age_on
@@ -128,7 +129,8 @@ def visit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     trends = _trend_charts(visit)
     return render(request, "clinical/visit_detail.html",
                   {"visit": visit, "rows": rows, "mhlw": mhlw, "dock": dock, "labels": OUTCOME_LABELS,
-                   "trends": trends, "age": age_on(visit.patient.birth_date, visit.exam_date)})
+                   "trends": trends, "age": age_on(visit.patient.birth_date, visit.exam_date),
+                   "actions": visit_actions(visit, request.user)})
 
 
 def _explanations(visit: CheckupVisit, detail: dict[str, Any]) -> dict[str, str]:

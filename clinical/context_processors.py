@@ -15,4 +15,9 @@ def memberships(request: HttpRequest) -> dict[str, Any]:
     def roles() -> list[Any]:
         return list(user.memberships.select_related("facility").order_by("facility__code", "role"))
 
-    return {"my_memberships": roles}
+    def links() -> list[Any]:
+        from clinical.extensions import nav_links
+
+        return nav_links(user)
+
+    return {"my_memberships": roles, "extra_nav": links}

@@ -17,7 +17,13 @@ app.conf.update(
     task_default_queue="default",
     # Routing by name, in one place: everything runs on "default" unless a model's jobs are sent
     # to "gpu" explicitly (inference picks the queue per model version).
-    task_routes={"medlmm.*": {"queue": "default"}, "clinical.*": {"queue": "default"}},
+    # inference.run_job is sent with an explicit queue per model version (template → default, GPU
+    # models → gpu); the route below is only its fallback. The sweeper runs on default.
+    task_routes={"medlmm.*": {"queue": "default"}, "clinical.*": {"queue": "default"},
+                 "inference.*": {"queue": "default"}},
+    # The sweeper re-enqueues jobs whose lease lapsed (lost broker message, killed worker):
+    # run `celery -A config beat` beside the workers in production.
+    beat_schedule={"inference-sweep": {"task": "inference.sweep", "schedule": 30.0}},
     # A task is acknowledged after it ran, and re-delivered if its worker process died
     # (acks_late alone still acks a task whose process was killed: celery#4976, anchors.md).
     task_acks_late=True,

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class ReportsConfig(AppConfig):
     name = "reports"
     verbose_name = "所見・報告書"
+
+    def ready(self) -> None:
+        from inference.signals import draft_ready
+        from reports.receivers import on_draft_ready
+
+        draft_ready.connect(on_draft_ready, dispatch_uid="reports.on_draft_ready")

@@ -18,6 +18,7 @@ from clinical.intake.table import ParsedVisit
 from clinical.judging import Judged, VisitMeta, judge_visits, store_judgements
 from clinical.models import CheckupVisit, ImportBatch, Observation, VisitStatus
 from clinical.scoping import role_at
+from clinical.signals import visits_arrived
 
 Values = dict[str, tuple[Decimal | None, str]]
 OBS_COLUMNS = ("visit_id", "item", "jlac10", "value_num", "value_text", "unit", "source", "source_row")
@@ -71,6 +72,8 @@ def write_visits(batch: ImportBatch, visits: list[ParsedVisit],
         Observation.objects.bulk_create([Observation(**dict(zip(OBS_COLUMNS, o, strict=True))) for o in observations],
                                         batch_size=5000)
     store_judgements(judged_new, fresh=True)
+    if new_ids:
+        visits_arrived.send(sender=ImportBatch, visit_ids=new_ids)
 
     # --- existing visits: only what changed, each change audited ----------------------------------
     corrected = _correct(batch, old, existing, patients, source)

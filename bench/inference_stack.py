@@ -1,0 +1,157 @@
+"""Benchmark (issue 5): what the stack costs on top of the engine. The tiny transformers checkpoint,
+N concurrent drafts (default 64):
+
+- direct: the same N requests submitted straight to the engine from N threads;
+- stack: N job rows → Celery (Redis) → a thread-pool worker (concurrency N) → the same engine →
+  the channel layer (Redis) → N websocket clients, timed until every client holds the final state.
+
+Both runs use one warm engine in this process (a GPU worker also loads its model once at start).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379 \
+        .venv/bin/python bench/inference_stack.py [N] [max_new_tokens]
+
+It creates and drops its own database `medlmm_bench_inf` and uses Redis databases 13–15.
+Not a test: it prints figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+NEW_TOKENS = int(sys.argv[2]) if len(sys.argv) > 2 else 128
+BENCH_DB = "medlmm_bench_inf"
+base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+server = base.rsplit("/", 1)[0]
+subprocess.run(["psql", f"{server}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB}"], check=True)
+subprocess.run(["psql", f"{server}/postgres", "-qc", f"CREATE DATABASE {BENCH_DB}"], check=True)
+os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379")
+os.environ["REDIS_DB_BASE"] = "13"
+os.environ.setdefault("MEDLMM_VAR_DIR", "/tmp/medlmm-bench-inf-var")
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+
+import django  # noqa: E402
+
+django.setup()
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+settings.AXES_ENABLED = False
+settings.INFERENCE_AUTO_DRAFT = False
+
+
+def main() -> None:
+    from celery.contrib.testing.worker import start_worker
+    from channels.testing import WebsocketCommunicator
+    from django.db import connections
+    from django.test import Client
+
+    from clinical import services as clinical_services
+    from config.asgi import application
+    from config.celery import app
+    from inference import engine_pool, services
+    from inference.inputs import prepare
+    from inference.models import InferenceJob
+    from ml.tiny import build_tiny_checkpoint
+    from tests.inference.conftest import make_visit
+
+    call_command("migrate", "--noinput", verbosity=0)
+    facility = clinical_services.facility_create(code="BENCH", name="ベンチ健診センター")
+    staff = clinical_services.user_create(username="bench_staff", password="Bench-Password-42!",  # noqa: S106
+                                          display_name="ベンチ")
+    clinical_services.membership_grant(user=staff, facility=facility, role="staff")
+    checkpoint = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny", kind="causal", seed=0)
+    mv = services.model_version_register(name="tiny", version="bench", engine="transformers",
+                                         location=str(checkpoint), tasks=["checkup_summary"],
+                                         options={"device": "cpu", "max_batch_size": N},
+                                         max_new_tokens=NEW_TOKENS, enabled=True)
+    visits = [make_visit(facility, mrn=f"B{i:05d}") for i in range(N)]
+    engine: Any = engine_pool.get_engine(mv)
+    if hasattr(engine, "warmup"):
+        engine.warmup()
+
+    # --- direct: the engine alone ------------------------------------------------------------------
+    probe = [services.job_create(actor=staff, visit=v) for v in visits]  # only to build identical requests
+    requests = [prepare(InferenceJob.objects.select_related("model_version", "visit", "patient").get(pk=j.pk))
+                for j in probe]
+    InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
+    app.control.purge()
+    direct_tokens: list[int] = []
+
+    def direct_one(i: int) -> None:
+        result: Any = engine_pool.run_sync(engine, requests[i].request, lambda _e: None)
+        direct_tokens.append(result.completion_tokens)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=direct_one, args=(i,)) for i in range(N)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    direct_s = time.perf_counter() - started
+
+    # --- the stack ---------------------------------------------------------------------------------
+    client = Client()
+    client.force_login(staff)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+    async def watch(job_id: int) -> dict[str, Any]:
+        ws = WebsocketCommunicator(application, f"/ws/jobs/{job_id}/",
+                                   headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
+        connected, _ = await ws.connect(timeout=30)
+        assert connected
+        while True:
+            message = await ws.receive_json_from(timeout=300)
+            if message["type"] == "job.state" and message["final"]:
+                await ws.disconnect()
+                return message
+
+    async def run_stack() -> list[dict[str, Any]]:
+        jobs = []
+        for v in visits:
+            jobs.append(await asyncio.to_thread(services.job_create, actor=staff, visit=v))
+        return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
+
+    with start_worker(app, pool="threads", concurrency=N, queues=["gpu"], perform_ping_check=False,
+                      loglevel="WARNING", shutdown_timeout=30):
+        started = time.perf_counter()
+        finals = asyncio.run(run_stack())
+        stack_s = time.perf_counter() - started
+    statuses = {m["status"] for m in finals}
+    from django.db.models import Max, Min
+
+    span = InferenceJob.objects.exclude(pk__in=[j.pk for j in probe]).aggregate(
+        q0=Min("queued_at"), q1=Max("queued_at"), s0=Min("started_at"), s1=Max("started_at"),
+        f0=Min("first_token_at"), f1=Max("first_token_at"), e0=Min("finished_at"), e1=Max("finished_at"))
+    t0 = span["q0"]
+    print("timeline (s after the first row): " + ", ".join(
+        f"{k}={(v - t0).total_seconds():.2f}" for k, v in span.items() if v is not None))
+    stack_tokens = sum(m["completion_tokens"] for m in finals)
+    connections.close_all()
+
+    print(f"engine: tiny causal checkpoint on CPU, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}")
+    print(f"direct (engine only):          {direct_s:7.2f} s  {sum(direct_tokens) / direct_s:8.0f} tok/s")
+    print(f"stack  (row→Celery→ws client): {stack_s:7.2f} s  {stack_tokens / stack_s:8.0f} tok/s  "
+          f"(final states: {sorted(statuses)})")
+    print(f"ratio stack/direct: {stack_s / direct_s:.3f}  (overhead {100 * (stack_s / direct_s - 1):.1f}%)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        subprocess.run(["psql", f"{server}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"],
+                       check=False)

@@ -1,0 +1,185 @@
+"""The body of the job task: claim the row, rebuild the request, stream the engine's events into
+the job row (every ~200 ms) and the job's websocket group, then finish or fail the row.
+
+A process-wide heartbeat renews the leases of the jobs this process runs and notices jobs that were
+cancelled or taken away (re-queued by the sweeper), stopping their generation even when no token
+arrives to trigger the check."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import close_old_connections
+
+from inference import conf, engine_pool, services
+from inference.broadcasting import broadcast
+from inference.events import job_group, token_message
+from inference.inputs import InputError, prepare
+from inference.models import InferenceJob
+from ml.protocol import Engine, EngineError, EngineEvent, Failed, Finished, Started, Token
+
+log = logging.getLogger(__name__)
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobLost(Exception):
+    """The job is no longer this worker's (cancelled, or re-queued by the sweeper)."""
+
+
+@dataclass
+class _Held:
+    worker_id: str
+    engine: Engine | None = None
+    request_id: str = ""
+    lost: bool = False
+
+
+class _Heartbeat:
+    def __init__(self) -> None:
+        self.held: dict[int, _Held] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, job_id: int, held: _Held) -> None:
+        with self.lock:
+            self.held[job_id] = held
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="inference-heartbeat", daemon=True)
+                self.thread.start()
+
+    def remove(self, job_id: int) -> None:
+        with self.lock:
+            self.held.pop(job_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(max(0.2, min(conf.lease_s() / 3, 2.0)))
+            with self.lock:
+                snapshot = dict(self.held)
+            if not snapshot:
+                continue
+            try:
+                lost = services.jobs_heartbeat(held={i: h.worker_id for i, h in snapshot.items()})
+            except Exception:
+                log.warning("inference heartbeat failed", exc_info=True)
+                close_old_connections()
+                continue
+            for job_id in lost:
+                held = snapshot[job_id]
+                held.lost = True
+                if held.engine is not None and held.request_id:
+                    engine_pool.cancel_sync(held.engine, held.request_id)
+
+
+heartbeat = _Heartbeat()
+
+
+@dataclass
+class _Stream:
+    """Consumes engine events in the task thread: persists at most every `persist_every_s`,
+    broadcasts deltas at most every `broadcast_every_s`."""
+
+    job: InferenceJob
+    held: _Held
+    text: str = ""
+    tokens: int = 0
+    prompt_tokens: int = 0
+    sent: int = 0  # characters already broadcast
+    saved_at: float = 0.0
+    sent_at: float = 0.0
+    first_saved: bool = False
+    limit: int = 1
+    pending: list[str] = field(default_factory=list)
+
+    def on_event(self, event: EngineEvent) -> None:
+        if self.held.lost:
+            raise JobLost
+        if isinstance(event, Started):
+            self.prompt_tokens = event.prompt_tokens
+        elif isinstance(event, Token):
+            self.text += event.text
+            self.tokens = event.completion_tokens
+            now = time.monotonic()
+            if not self.first_saved or now - self.saved_at >= conf.persist_every_s():
+                self.save(now)
+            if self.sent == 0 or now - self.sent_at >= conf.broadcast_every_s():
+                self.send(now)
+
+    def save(self, now: float) -> None:
+        owned = services.job_progress(job_id=self.job.pk, worker_id=self.held.worker_id, partial_text=self.text,
+                                      completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
+                                      first_token=not self.first_saved)
+        self.first_saved = True
+        self.saved_at = now
+        if not owned:
+            self.held.lost = True
+            raise JobLost
+
+    def send(self, now: float) -> None:
+        if len(self.text) == self.sent:
+            return
+        progress = min(99, int(100 * self.tokens / self.limit))
+        broadcast(job_group(self.job.pk), token_message(self.job.pk, self.sent, self.text[self.sent:], self.tokens,
+                                                        progress))
+        self.sent = len(self.text)
+        self.sent_at = now
+
+
+def run_job(job_id: int) -> str:
+    """Run one job; safe to run twice (the second claim fails). Returns what happened, for logs."""
+    held = _Held(worker_id=f"{PROCESS_ID}:{uuid.uuid4().hex[:8]}")
+    job = services.job_claim(job_id=job_id, worker_id=held.worker_id)
+    if job is None:
+        return "not-claimed"
+    heartbeat.add(job_id, held)
+    try:
+        return _run_claimed(job, held)
+    except JobLost:
+        return "lost"
+    except Exception as exc:  # whatever happens, the row says why, and the worker stays up
+        log.exception("inference job %s failed", job_id)
+        services.job_fail(job_id=job_id, worker_id=held.worker_id, reason=f"内部エラー: {type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        heartbeat.remove(job_id)
+
+
+def _run_claimed(job: InferenceJob, held: _Held) -> str:
+    try:
+        prepared = prepare(job)
+    except (InputError, LookupError, ValueError, OSError) as exc:
+        services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=f"入力を準備できません: {exc}",
+                          stage="inputs")
+        return "failed"
+    try:
+        engine = engine_pool.get_engine(job.model_version)
+    except EngineError as exc:
+        services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=f"モデルを読み込めません: {exc}",
+                          stage="model_load")
+        return "failed"
+    held.engine, held.request_id = engine, prepared.request.request_id
+    stream = _Stream(job=job, held=held, limit=max(1, job.model_version.max_new_tokens))
+    result = engine_pool.run_sync(engine, prepared.request, stream.on_event, timeout=conf.job_timeout_s())
+    if held.lost:
+        return "lost"
+    stream.send(time.monotonic())
+    if isinstance(result, Failed):
+        services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=f"生成に失敗しました: {result.reason}",
+                          text=stream.text, stage="engine")
+        return "failed"
+    assert isinstance(result, Finished)
+    if result.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
+        services.job_fail(job_id=job.pk, worker_id=held.worker_id, text=result.text, stage="timeout",
+                          reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました")
+        return "failed"
+    done = services.job_finish(job_id=job.pk, worker_id=held.worker_id, text=result.text,
+                               prompt_tokens=result.prompt_tokens or stream.prompt_tokens,
+                               completion_tokens=result.completion_tokens, finish_reason=result.finish_reason,
+                               prepared=prepared)
+    return "lost" if done is None else done.status

@@ -1,0 +1,362 @@
+"""Writes of the inference app (house rule 1): registering models, creating, claiming, finishing,
+failing, cancelling and sweeping jobs. Every state change of a job is a conditional update on its
+row, so a duplicated or redelivered task, a sweeper and a cancelling user can race without a job
+finishing twice."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.kinds import EventKind, Outcome
+from audit.services import audit_record
+from clinical.dicom.models import Study
+from clinical.models import CheckupVisit, User
+from clinical.scoping import facility_ids_for, role_at
+from inference import conf
+from inference.broadcasting import broadcast_on_commit
+from inference.events import job_group, job_state, worklist_group, worklist_message
+from inference.models import ACTIVE, FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
+
+log = logging.getLogger(__name__)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+MAX_ERROR_CHARS = 2000
+
+
+class JobRefused(ValueError):
+    """The job cannot be created (no model for the task, not allowed, already running)."""
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+def weights_digest(location: str) -> str:
+    """SHA-256 over the weight files of a checkpoint directory (names and contents, sorted), or
+    "" when `location` is not a local directory (a served model)."""
+    root = Path(location)
+    if not root.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_version_register(
+    *, name: str, version: str, engine: str, location: str, tasks: Iterable[str], modalities: Iterable[str] = (),
+    options: dict[str, Any] | None = None, prompt_version: str = "", queue: str | None = None,
+    max_new_tokens: int = 512, enabled: bool = False, shadow: bool = False, weights_sha256: str | None = None,
+    actor: User | None = None,
+) -> ModelVersion:
+    """Register (or update, by name + version) a model. Template engines run on `default`, the rest
+    on `gpu` unless told otherwise."""
+    from inference.engine_pool import known_kinds
+
+    if engine not in known_kinds():
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(known_kinds())}")
+    digest = weights_digest(location) if weights_sha256 is None else weights_sha256
+    with transaction.atomic():
+        mv, created = ModelVersion.objects.update_or_create(
+            name=name, version=version,
+            defaults={"engine": engine, "location": location, "tasks": list(tasks), "modalities": list(modalities),
+                      "options": options or {}, "prompt_version": prompt_version,
+                      "queue": queue or ("default" if engine == "template" else "gpu"),
+                      "max_new_tokens": max_new_tokens, "enabled": enabled, "shadow": shadow,
+                      "weights_sha256": digest},
+        )
+        audit_record(kind=EventKind.CREATE if created else EventKind.UPDATE, user=actor,
+                     object_type="inference.modelversion", object_id=mv.pk,
+                     details={"name": name, "version": version, "engine": engine, "tasks": mv.tasks,
+                              "weights_sha256": digest, "enabled": enabled, "shadow": shadow, "queue": mv.queue})
+    return mv
+
+
+def model_version_set_enabled(*, model_version: ModelVersion, enabled: bool, actor: User | None) -> ModelVersion:
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=model_version.pk).update(enabled=enabled)
+        model_version.enabled = enabled
+        audit_record(kind=EventKind.UPDATE, user=actor, object_type="inference.modelversion",
+                     object_id=model_version.pk, details={"enabled": enabled})
+    return model_version
+
+
+def models_for(task: str, *, include_shadow: bool = True) -> list[ModelVersion]:
+    # JSON containment is not portable to SQLite; the registry is a handful of rows.
+    rows = ModelVersion.objects.filter(enabled=True)
+    return [mv for mv in rows if task in (mv.tasks or []) and (include_shadow or not mv.shadow)]
+
+
+# --- creating jobs ---------------------------------------------------------------------------------
+
+
+def _enqueue_on_commit(job: InferenceJob, queue: str) -> None:
+    from inference.tasks import run_job
+
+    job_id = job.pk
+    transaction.on_commit(lambda: run_job.apply_async(args=[job_id], queue=queue))
+
+
+def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None) -> InferenceJob | None:
+    visit = target if isinstance(target, CheckupVisit) else None
+    study = target if isinstance(target, Study) else None
+    try:
+        with transaction.atomic():
+            job = InferenceJob.objects.create(
+                facility_id=target.facility_id, patient_id=target.patient_id, visit=visit, study=study,
+                model_version=mv, task=task, created_by=actor,
+                lease_expires_at=timezone.now() + timedelta(seconds=conf.requeue_after_s()),
+            )
+    except IntegrityError:  # one live job per target and model already exists
+        return None
+    audit_record(kind=EventKind.CREATE, user=actor, role=role_at(actor, target.facility_id) if actor else "",
+                 facility_id=target.facility_id, object_type="inference.inferencejob", object_id=job.pk,
+                 patient_id=target.patient_id,
+                 details={"task": task, "model": str(mv), "model_version": mv.pk, "shadow": mv.shadow,
+                          "visit": visit.pk if visit else None, "study": study.pk if study else None,
+                          "auto": actor is None})
+    _enqueue_on_commit(job, mv.queue)
+    return job
+
+
+def _task_of(target: CheckupVisit | Study) -> str:
+    if isinstance(target, CheckupVisit):
+        return "checkup_summary"
+    from inference.inputs import task_for_study
+
+    task = task_for_study(target)
+    if task is None:
+        raise JobRefused("この検査の種類に対応するAI下書きはありません")
+    return task
+
+
+def job_create(*, actor: User, visit: CheckupVisit | None = None, study: Study | None = None,
+               model_version: ModelVersion | None = None) -> InferenceJob:
+    """A user asks for a draft of a visit or study. Refused outside the user's facilities (the view
+    scopes first and answers 404; this is the second lock), without an enabled model, or while a
+    job for the same target and model is still running."""
+    target = visit if visit is not None else study
+    if target is None or (visit is not None and study is not None):
+        raise JobRefused("受診または画像検査のどちらか一方を指定してください")
+    if target.facility_id not in facility_ids_for(actor):
+        raise JobRefused("この施設のデータには下書きを作成できません")
+    task = _task_of(target)
+    candidates = [model_version] if model_version is not None else models_for(task, include_shadow=False)
+    mv = next((m for m in candidates if m.enabled and task in (m.tasks or [])), None)
+    if mv is None:
+        raise JobRefused("このタスクに有効なモデルが登録されていません")
+    with transaction.atomic():
+        job = _create(target=target, task=task, mv=mv, actor=actor)
+        if job is None:
+            raise JobRefused("この対象の下書きはすでに作成中です")
+        broadcast_on_commit(worklist_group(job.facility_id), worklist_message(job))
+    return job
+
+
+def _auto_draft(facility_id: int, kind: str) -> bool:
+    policy = FacilityDraftPolicy.objects.filter(facility_id=facility_id).first()
+    if policy is None:
+        return conf.auto_draft_default()
+    return policy.auto_draft_visits if kind == "visit" else policy.auto_draft_studies
+
+
+def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterable[int] = ()) -> list[InferenceJob]:
+    """Visits or studies arrived: queue a job for every enabled model of their task (shadow models
+    included), where the facility drafts automatically. Safe to call twice (one live job each)."""
+    created: list[InferenceJob] = []
+    with transaction.atomic():
+        targets: list[CheckupVisit | Study] = [
+            *CheckupVisit.objects.filter(id__in=list(visit_ids)),
+            *Study.objects.filter(id__in=list(study_ids), patient__isnull=False),
+        ]
+        for target in targets:
+            if not _auto_draft(target.facility_id, "visit" if isinstance(target, CheckupVisit) else "study"):
+                continue
+            try:
+                task = _task_of(target)
+            except JobRefused:
+                continue
+            for mv in models_for(task):
+                job = _create(target=target, task=task, mv=mv, actor=None)
+                if job is not None:
+                    created.append(job)
+    return created
+
+
+# --- running jobs ------------------------------------------------------------------------------------
+
+
+def job_claim(*, job_id: int, worker_id: str) -> InferenceJob | None:
+    """Take a QUEUED job for this worker. None if another worker has it or it is final."""
+    now = timezone.now()
+    claimed = InferenceJob.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, worker_id=worker_id, attempts=F("attempts") + 1,
+        lease_expires_at=now + timedelta(seconds=conf.lease_s()), started_at=now, first_token_at=None,
+        partial_text="", completion_tokens=0, prompt_tokens=0, error="",
+    )
+    if claimed != 1:
+        return None
+    job = InferenceJob.objects.select_related("model_version", "visit", "study", "patient").get(id=job_id)
+    from inference.broadcasting import broadcast
+
+    broadcast(job_group(job.pk), job_state(job))  # a retry starts from an empty text: tell the watchers
+    return job
+
+
+def job_progress(*, job_id: int, worker_id: str, partial_text: str, completion_tokens: int, prompt_tokens: int,
+                 first_token: bool) -> bool:
+    """Persist the partial text (the worker calls this at most every ~200 ms). False when the job
+    is no longer this worker's (cancelled, or re-queued by the sweeper): the worker must stop."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"partial_text": partial_text, "completion_tokens": completion_tokens,
+                              "prompt_tokens": prompt_tokens,
+                              "lease_expires_at": now + timedelta(seconds=conf.lease_s())}
+    if first_token:
+        fields["first_token_at"] = now
+    return InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(**fields) == 1
+
+
+def jobs_heartbeat(*, held: dict[int, str]) -> set[int]:
+    """Renew the leases of the jobs this process runs; returns the ids it no longer owns."""
+    if not held:
+        return set()
+    owned = Q(status=JobStatus.RUNNING) & Q(id__in=list(held)) & Q(worker_id__in=list(held.values()))
+    InferenceJob.objects.filter(owned).update(lease_expires_at=timezone.now() + timedelta(seconds=conf.lease_s()))
+    still = {(i, w) for i, w in InferenceJob.objects.filter(owned).values_list("id", "worker_id")}
+    return {i for i, w in held.items() if (i, w) not in still}
+
+
+def _grounding_record(issues: list[Any], checked_text: str) -> dict[str, Any]:
+    return {"checked": True, "issues": [
+        {"text": i.mention.text, "unit": i.mention.unit, "start": i.mention.start, "end": i.mention.end,
+         "reason": i.reason, "candidates": list(i.candidates)} for i in issues
+    ]}
+
+
+def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
+               finish_reason: str, prepared: Any) -> InferenceJob | None:
+    """The engine finished: parse and check the draft. An unusable draft fails the job with the
+    reason (never a silent partial report); a usable one marks the job SUCCEEDED and announces it
+    (`draft_ready`) in the same transaction. None if the job was no longer this worker's."""
+    from ml.grounding import check_grounding
+    from ml.schemas import DraftParseError, draft_to_text, parse_draft
+
+    try:
+        parsed = parse_draft(prepared.request.task, text)
+    except DraftParseError as exc:
+        cut = "（トークン上限で打ち切り）" if finish_reason == "length" else ""
+        return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
+                        text=text, stage=f"parse:{exc.kind}")
+    report_text = draft_to_text(parsed)
+    issues = check_grounding(report_text, prepared.sources)
+    now = timezone.now()
+    with transaction.atomic():
+        done = InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(
+            status=JobStatus.SUCCEEDED, finished_at=now, partial_text=text, completion_tokens=completion_tokens,
+            prompt_tokens=prompt_tokens, lease_expires_at=None, findings=dict(parsed.data), report_text=report_text,
+            grounding=_grounding_record(issues, report_text), prompt_version=prepared.request.prompt_version,
+            inputs=prepared.inputs_record, reference_data=prepared.reference_data,
+        )
+        if done != 1:
+            return None
+        job = InferenceJob.objects.select_related("model_version", "patient").get(id=job_id)
+        audit_record(kind=EventKind.UPDATE, facility_id=job.facility_id, object_type="inference.inferencejob",
+                     object_id=job.pk, patient_id=job.patient_id,
+                     details={"stage": "succeeded", "model": str(job.model_version), "tokens": completion_tokens,
+                              "grounding_issues": len(issues), "inputs_sha256": job.inputs.get("sha256")})
+        from inference.signals import draft_ready
+
+        draft_ready.send(sender=InferenceJob, job=job)
+        broadcast_on_commit(job_group(job.pk), job_state(job))
+        if not job.model_version.shadow:
+            broadcast_on_commit(worklist_group(job.facility_id), worklist_message(job))
+    return job
+
+
+def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
+             stage: str = "failed") -> InferenceJob | None:
+    """Mark an active job FAILED with the reason shown to users. With `worker_id`, only if this
+    worker still holds it."""
+    rows = InferenceJob.objects.filter(id=job_id, status__in=ACTIVE)
+    if worker_id is not None:
+        rows = rows.filter(status=JobStatus.RUNNING, worker_id=worker_id)
+    fields: dict[str, Any] = {"status": JobStatus.FAILED, "error": reason[:MAX_ERROR_CHARS],
+                              "finished_at": timezone.now(), "lease_expires_at": None}
+    if text is not None:
+        fields["partial_text"] = text
+    with transaction.atomic():
+        if rows.update(**fields) != 1:
+            return None
+        job = InferenceJob.objects.select_related("model_version", "patient").get(id=job_id)
+        audit_record(kind=EventKind.UPDATE, outcome=Outcome.FAILURE, facility_id=job.facility_id,
+                     object_type="inference.inferencejob", object_id=job.pk, patient_id=job.patient_id,
+                     details={"stage": stage, "reason": reason[:500], "model": str(job.model_version)})
+        broadcast_on_commit(job_group(job.pk), job_state(job))
+        if not job.model_version.shadow:
+            broadcast_on_commit(worklist_group(job.facility_id), worklist_message(job))
+    return job
+
+
+def job_cancel(*, job: InferenceJob, actor: User) -> bool:
+    """Cancel a queued or running job. A running worker notices at its next progress write or
+    heartbeat and stops generating. False if the job had already finished."""
+    with transaction.atomic():
+        if InferenceJob.objects.filter(id=job.pk, status__in=ACTIVE).update(
+                status=JobStatus.CANCELLED, finished_at=timezone.now(), lease_expires_at=None) != 1:
+            return False
+        job.refresh_from_db()
+        audit_record(kind=EventKind.UPDATE, user=actor, role=role_at(actor, job.facility_id),
+                     facility_id=job.facility_id, object_type="inference.inferencejob", object_id=job.pk,
+                     patient_id=job.patient_id, details={"stage": "cancelled"})
+        broadcast_on_commit(job_group(job.pk), job_state(job))
+    return True
+
+
+# --- the sweeper ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    requeued: list[int] = field(default_factory=list)  # RUNNING whose worker vanished
+    resent: list[int] = field(default_factory=list)  # QUEUED whose message may be lost
+    failed: list[int] = field(default_factory=list)  # out of attempts
+
+
+def jobs_sweep(*, now: Any = None) -> SweepResult:
+    """Re-enqueue jobs whose lease lapsed: the database row, not the broker, is the truth. A job
+    that lost its worker `max_attempts` times is failed rather than retried forever."""
+    now = now or timezone.now()
+    result = SweepResult()
+    later = now + timedelta(seconds=conf.requeue_after_s())
+    expired = InferenceJob.objects.filter(lease_expires_at__lt=now, status__in=ACTIVE).select_related("model_version")
+    for job in expired:
+        with transaction.atomic():
+            if job.status == JobStatus.RUNNING and job.attempts >= conf.max_attempts():
+                failed = job_fail(job_id=job.pk, reason=f"ワーカーが {job.attempts} 回応答しなくなったため中止しました",
+                                  stage="worker_lost")
+                if failed is not None:
+                    result.failed.append(job.pk)
+                continue
+            moved = InferenceJob.objects.filter(id=job.pk, status=job.status, lease_expires_at__lt=now).update(
+                status=JobStatus.QUEUED, worker_id="", lease_expires_at=later)
+            if moved != 1:
+                continue  # a heartbeat or a claim got there first
+            (result.requeued if job.status == JobStatus.RUNNING else result.resent).append(job.pk)
+            audit_record(kind=EventKind.UPDATE, facility_id=job.facility_id, object_type="inference.inferencejob",
+                         object_id=job.pk, details={"stage": "requeued", "was": job.status,
+                                                    "attempts": job.attempts, "worker": job.worker_id})
+            _enqueue_on_commit(job, job.model_version.queue)
+    if result.requeued or result.resent or result.failed:
+        log.info("sweeper: requeued %s, resent %s, failed %s", result.requeued, result.resent, result.failed)
+    return result
