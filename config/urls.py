@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("api/", include("clinical.api.urls")),
     path("", include("clinical.dicom.urls")),
+    path("inference/", include("inference.urls")),
     path("admin/", admin.site.urls),
     path("", include("clinical.urls")),
 ]
