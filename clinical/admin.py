@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from audit.kinds import EventKind
 from audit.services import audit_record
-from clinical.models import MappingProfile
+from clinical.auth.password import reset_second_factor
+from clinical.models import MappingProfile, User
 
 
 @admin.register(MappingProfile)
@@ -23,3 +26,12 @@ class MappingProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         audit_record(kind=EventKind.UPDATE if change else EventKind.CREATE, user=request.user,
                      facility_id=obj.facility_id, object_type="clinical.mappingprofile", object_id=obj.pk,
                      details={"columns": obj.columns})
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+    """Administrators manage accounts here; "reset 2FA" ends the user's sessions (clinical.auth.password)."""
+
+    fieldsets = (*DjangoUserAdmin.fieldsets, (_("氏名"), {"fields": ("display_name", "display_name_kana")}))
+    list_display = ("username", "display_name", "is_active", "last_login")
+    actions = [reset_second_factor]

@@ -94,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "clinical.context_processors.memberships",
+                "audit.context_processors.audit_review",
             ],
         },
     },
@@ -246,3 +247,5 @@ LOGGING = {
 }
 
 MEDLMM_DEMO = env_bool("MEDLMM_DEMO", False)
+
+from config.security import *  # noqa

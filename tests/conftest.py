@@ -3,8 +3,12 @@ B, admin of A, auditor of A), logged-in clients for them, and audit helpers."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,17 @@ PASSWORD = "Correct-Horse-42"
 def _fast_passwords(settings: Any) -> None:
     # Hashing cost is not under test; PBKDF2's 1M rounds would dominate the suite.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(settings: Any) -> None:
+    """Each test starts with empty caches: a cached nav answer or a rate-limit count left by an
+    earlier test (or an earlier run, in Redis) must not change what a test sees or counts."""
+    from django.core.cache import cache
+
+    settings.CACHES = {**settings.CACHES, "ratelimit": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}}
+    cache.clear()
 
 
 @dataclass
@@ -90,6 +105,38 @@ def audit_events() -> Callable[..., list[AuditEvent]]:
     return events
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One chromium for the session. Playwright's sync API keeps an event loop running in this
+    thread while it is open, so browser tests are ordered last (pytest_collection_modifyitems):
+    asyncio.run() in any later test would fail."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    # The sync ORM calls tests make between page actions run beside Playwright's loop: safe here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(locale="ja-JP", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
 @pytest.fixture
 def celery_worker_thread() -> Iterator[None]:
     """A real Celery worker (solo pool, in a thread of this process) consuming the test Redis broker."""
@@ -138,5 +185,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+    # Browser tests last: see the `browser` fixture.
+    items.sort(key=lambda item: "browser" in item.keywords)
 
 
