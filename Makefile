@@ -50,7 +50,8 @@ test: install services lint
 
 ## Re-extract and compile translations (English is the translation; Japanese is the source).
 messages: install
-	$(BIN)/python manage.py makemessages -l en --ignore=.venv --ignore=var --ignore=node_modules
+	$(BIN)/python manage.py makemessages -l en --ignore=.venv --ignore=var --ignore=node_modules --ignore=frontend \
+	  --ignore=tests --ignore=bench --ignore=ml
 	$(BIN)/python manage.py compilemessages -l en --ignore=.venv
 
 clean:
