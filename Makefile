@@ -45,7 +45,7 @@ lint: install
 
 ## The whole suite, against real PostgreSQL and Redis (started if they are not running).
 test: install services lint
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) REDIS_DB_BASE=10 \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) REDIS_DB_BASE=10 DB_CONN_MAX_AGE=0 \
 	  MEDLMM_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Re-extract and compile translations (English is the translation; Japanese is the source).

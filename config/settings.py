@@ -102,7 +102,10 @@ TEMPLATES = [
 
 # --- Database ----------------------------------------------------------------------------
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # Persistent connections in production; the test suite sets DB_CONN_MAX_AGE=0 so that threads
+    # (a Celery worker thread, Channels' sync executor) do not keep connections to the test database.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                                                  conn_health_checks=True)}
 else:
     DATABASES = {
         "default": {

@@ -152,7 +152,6 @@ def celery_worker_thread() -> Iterator[None]:
     with start_worker(app, pool="solo", perform_ping_check=False, queues=["default"], loglevel="WARNING",
                       shutdown_timeout=10):
         yield
-    close_other_connections()
 
 
 def close_other_connections() -> None:
