@@ -17,7 +17,7 @@ from clinical.models import MappingProfile, User
 
 
 @admin.register(MappingProfile)
-class MappingProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MappingProfileAdmin(admin.ModelAdmin):
     list_display = ("name", "facility")
     list_filter = ("facility",)
 
@@ -29,9 +29,9 @@ class MappingProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+class UserAdmin(DjangoUserAdmin):
     """Administrators manage accounts here; "reset 2FA" ends the user's sessions (clinical.auth.password)."""
 
-    fieldsets = (*DjangoUserAdmin.fieldsets, (_("氏名"), {"fields": ("display_name", "display_name_kana")}))
+    fieldsets = (*(DjangoUserAdmin.fieldsets or ()), (_("氏名"), {"fields": ("display_name", "display_name_kana")}))
     list_display = ("username", "display_name", "is_active", "last_login")
     actions = [reset_second_factor]

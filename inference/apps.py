@@ -9,9 +9,7 @@ class InferenceConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from clinical.models import CheckupVisit
-        from inference import receivers
-
-        from inference import ui_hooks
+        from inference import receivers, ui_hooks
 
         ui_hooks.install()
         post_save.connect(receivers.on_visit_saved, sender=CheckupVisit, dispatch_uid="inference.visit_saved")

@@ -36,7 +36,8 @@ def _models_link(user: Any) -> Action | None:
 
 
 def install() -> None:
-    for providers, fn in ((visit_action_providers, _draft_action), (nav_link_providers, _worklist_link),
-                          (nav_link_providers, _models_link)):
-        if fn not in providers:
-            providers.append(fn)
+    if _draft_action not in visit_action_providers:
+        visit_action_providers.append(_draft_action)
+    for link in (_worklist_link, _models_link):
+        if link not in nav_link_providers:
+            nav_link_providers.append(link)
