@@ -19,7 +19,12 @@ $(STAMP):
 	$(BIN)/pip install -q -r requirements/dev.txt -c requirements/constraints.txt
 	rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP)
+# The Cornerstone3D viewer bundle (static/build/dicom/, git-ignored), rebuilt when its sources change.
+VIEWER := static/build/dicom/viewer.js
+$(VIEWER): frontend/package.json frontend/package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+install: $(STAMP) $(VIEWER)
 
 ## Start everything in one process on embedded defaults (SQLite, in-memory Celery and Channels).
 run: install

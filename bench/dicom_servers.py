@@ -75,7 +75,7 @@ class Orthanc:
         }
         path = self.work / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
-        log = open(self.work / "orthanc.log", "wb")  # noqa: SIM115 (lives as long as the process)
+        log = open(self.work / "orthanc.log", "wb")
         self.proc = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.http_port}/system")
 
@@ -93,25 +93,33 @@ class Orthanc:
 
 
 class Ours:
+    """Our server. A second instance can share the first one's database (`primary`) to measure
+    another configuration against the same index: it stores into its own facility and its user
+    may also read the primary's facility."""
+
     aet = "MEDLMM"
 
-    def __init__(self, work: Path, http_port: int = 8043, dicom_port: int = 11113, workers: int = 1,
-                 fsync: bool = True) -> None:
-        self.work, self.http_port, self.dicom_port, self.workers = work / "ours", http_port, dicom_port, workers
-        self.fsync = fsync
+    def __init__(self, work: Path, http_port: int = 8043, dicom_port: int | None = 11113, workers: int = 1,
+                 fsync: bool = True, pool: bool = False, primary: Ours | None = None) -> None:
+        self.work, self.http_port, self.workers = work / f"ours-{http_port}", http_port, workers
+        self.dicom_port = dicom_port or 0
+        self.fsync, self.pool, self.primary = fsync, pool, primary
         self.database = "medlmm_dicom_bench"
+        self.facility = "BENCH" if primary is None else f"BENCH{http_port}"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.dicomweb_url = f"http://127.0.0.1:{http_port}/dicomweb"
         self.token = ""
-        self.name = f"Med-LMM (uvicorn × {workers}, pynetdicom SCP, PostgreSQL 15)"
+        self.name = f"Med-LMM (uvicorn × {workers}, {'DB pool' if pool else 'settings as shipped'})"
 
     def env(self) -> dict[str, str]:
+        store = (self.primary or self).work / "store"
         return {
             **os.environ,
             "DATABASE_URL": f"{PG}/{self.database}", "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
-            "REDIS_DB_BASE": "13", "MEDLMM_VAR_DIR": str(self.work / "var"), "DICOM_STORE_ROOT": str(self.work / "store"),
+            "REDIS_DB_BASE": "13", "MEDLMM_VAR_DIR": str(self.work / "var"), "DICOM_STORE_ROOT": str(store),
             "DJANGO_LOG_LEVEL": "WARNING", "DICOM_STORE_FSYNC": "1" if self.fsync else "0",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SETTINGS_MODULE": "dicom_pool_settings" if self.pool else "config.settings",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")])),
         }
 
     def manage(self, *args: str) -> str:
@@ -124,28 +132,34 @@ class Ours:
     def start(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
-        recreate_database(self.database)
-        self.manage("migrate", "--noinput", "-v0")
+        if self.primary is None:
+            recreate_database(self.database)
+            self.manage("migrate", "--noinput", "-v0")
+        user = f"bench_{self.http_port}"
         setup = (
             "from clinical import services as cs\n"
+            "from clinical.models import Facility\n"
             "from clinical.dicom.services import access_token_issue, dicom_node_register\n"
-            "f = cs.facility_create(code='BENCH', name='ベンチマーク健診センター')\n"
-            "u = cs.user_create(username='bench_staff', password='Bench-Password-4242')\n"
+            f"f = cs.facility_create(code='{self.facility}', name='ベンチマーク {self.facility}')\n"
+            f"u = cs.user_create(username='{user}', password='Bench-Password-4242')\n"
             "cs.membership_grant(user=u, facility=f, role='staff')\n"
-            "dicom_node_register(facility=f, ae_title='STORESCU')\n"
-            "print('TOKEN=' + access_token_issue(user=u, name='bench')[1])\n"
+            + ("dicom_node_register(facility=f, ae_title='STORESCU')\n" if self.primary is None else
+               "cs.membership_grant(user=u, facility=Facility.objects.get(code='BENCH'), role='staff')\n")
+            + "print('TOKEN=' + access_token_issue(user=u, name='bench')[1])\n"
         )
         out = self.manage("shell", "-c", setup)
         self.token = next(line[6:] for line in out.splitlines() if line.startswith("TOKEN="))
-        log = open(self.work / "server.log", "wb")  # noqa: SIM115
+        log = open(self.work / "server.log", "wb")  # open as long as the servers run
         py = sys.executable
         self.procs = [
             subprocess.Popen([py, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port",
                               str(self.http_port), "--lifespan", "off", "--no-access-log", "--workers",
                               str(self.workers)], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT),
-            subprocess.Popen([py, "manage.py", "dicom_scp", "--host", "127.0.0.1", "--port", str(self.dicom_port),
-                              "--ae-title", self.aet], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT),
         ]
+        if self.dicom_port:
+            self.procs.append(subprocess.Popen(
+                [py, "manage.py", "dicom_scp", "--host", "127.0.0.1", "--port", str(self.dicom_port), "--ae-title",
+                 self.aet], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{self.http_port}/dicomweb/studies")  # 401 until authenticated: up
         time.sleep(1.0)  # the SCP binds its port after Django starts
 
@@ -156,15 +170,18 @@ class Ours:
     def session(self) -> requests.Session:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {self.token}"
+        session.headers["X-Facility"] = self.facility  # where STOW-RS stores
         return session
 
-    def _sql(self, query: str) -> int:
+    def _count(self, table: str) -> int:
+        # The table and facility code are our own constants, not input.
+        query = f"SELECT count(*) FROM {table} t JOIN clinical_facility f ON f.id = t.facility_id WHERE f.code = '{self.facility}'"  # noqa: E501, S608
         out = subprocess.run(["psql", f"{PG}/{self.database}", "-tAc", query], capture_output=True, text=True,
                              check=True)
         return int(out.stdout.strip())
 
     def count_instances(self) -> int:
-        return self._sql("SELECT count(*) FROM dicom_instance")
+        return self._count("dicom_instance")
 
     def count_studies(self) -> int:
-        return self._sql("SELECT count(*) FROM dicom_study")
+        return self._count("dicom_study")

@@ -26,6 +26,8 @@ def commands(host: str, port: int, extra: Sequence[str] = ()) -> dict[str, list[
         "worker-gpu": [PY, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "-n", "gpu@%h",
                        "--pool", "threads", "--concurrency", os.environ.get("CELERY_GPU_CONCURRENCY", "8"),
                        "-l", "INFO"],
+        # The DICOM C-STORE SCP (AE title, host and port from DICOM_SCP_* in the environment).
+        "dicom-scp": [PY, "manage.py", "dicom_scp"],
         # Periodic work (the inference sweeper re-enqueues jobs whose lease expired).
         "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "INFO",
                  "-s", os.path.join(os.environ.get("MEDLMM_VAR_DIR", "var"), "celerybeat-schedule")],

@@ -60,6 +60,9 @@ def test_the_production_launcher_serves_healthz_with_both_queues(tmp_path: Path)
     env["REDIS_DB_BASE"] = "13"
     env["CELERY_DEFAULT_CONCURRENCY"] = "1"
     env["CELERY_GPU_CONCURRENCY"] = "1"
+    env["DICOM_SCP_HOST"] = "127.0.0.1"
+    env["DICOM_SCP_PORT"] = str(_free_port())
+    env["MEDLMM_VAR_DIR"] = str(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "config.launcher", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -77,6 +80,21 @@ def test_the_production_launcher_serves_healthz_with_both_queues(tmp_path: Path)
         assert body["checks"]["database"]["vendor"] == "postgresql"
         served = {q for qs in body["checks"]["celery"]["queues"].values() for q in qs}
         assert served == {"default", "gpu"}
+        # The DICOM C-STORE SCP the launcher started answers a C-ECHO from a registered modality.
+        from pynetdicom import AE
+
+        from clinical.dicom.models import DicomNode
+        from clinical.models import Facility
+
+        DicomNode.objects.create(facility=Facility.objects.create(code="L01", name="ランチャー検証"),
+                                 ae_title="TESTSCU")
+
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", int(env["DICOM_SCP_PORT"]), ae_title="MEDLMM")
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0
+        assoc.release()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
