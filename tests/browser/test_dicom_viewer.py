@@ -16,11 +16,12 @@ from playwright.sync_api import expect
 
 from clinical.dicom.models import Study
 from clinical.dicom.services import instances_ingest
+from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import Personas, login
 from tests.dicom.conftest import ct_series, sample
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = SCREENSHOTS  # the README shows these
 LEADS = {"I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"}
 
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from audit.context import RequestContext, acting, new_request_id
 from clinical.demo.checkups import seed_checkups
+from clinical.dicom.demo import seed_studies
 from clinical.demo.seed import DEMO_PASSWORD, PERSONAS, seed_demo
 
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         with acting(RequestContext(request_id=new_request_id(), channel="command", username="seed_demo")):
             result = seed_demo()
             result["visits_imported"] = seed_checkups()
+            result["dicom_instances"] = seed_studies()
         self.stdout.write(f"デモデータ: {result}")
         self.stdout.write(f"デモ用ログイン（パスワードはすべて {DEMO_PASSWORD}）:")
         for p in PERSONAS:
