@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand
 
 from audit.context import RequestContext, acting, new_request_id
 from clinical.demo.checkups import seed_checkups
-from clinical.dicom.demo import seed_studies
 from clinical.demo.seed import DEMO_PASSWORD, PERSONAS, seed_demo
+from clinical.dicom.demo import seed_studies
 
 
 class Command(BaseCommand):
