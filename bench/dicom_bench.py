@@ -55,7 +55,9 @@ def client_factory(server: Server) -> Callable[[], DICOMwebClient]:
 
     def get() -> DICOMwebClient:
         if not hasattr(local, "client"):
-            local.client = DICOMwebClient(url=server.dicomweb_url, session=server.session())
+            # A generous timeout: a 100-study request can wait seconds for the audit chain when
+            # four of them run at once on a busy machine; that is measured, not an error.
+            local.client = DICOMwebClient(url=server.dicomweb_url, session=server.session(), timeout=600)
         return local.client
 
     return get
@@ -139,7 +141,7 @@ def fill_index(servers: list[Server], studies: int, rounds: int = 10) -> dict[st
 
 def bench_qido(servers: list[Server], patients: int, n: int, seed: int = 11) -> dict[str, Any]:
     """Each query goes to both servers (alternating which goes first), same parameters."""
-    clients = {s.name: DICOMwebClient(url=s.dicomweb_url, session=s.session()) for s in servers}
+    clients = {s.name: DICOMwebClient(url=s.dicomweb_url, session=s.session(), timeout=60) for s in servers}
     rng = random.Random(seed)
     months = [f"{y}{m:02d}" for y in range(2015, 2025) for m in range(1, 13)]
     kinds: dict[str, tuple[int, Callable[[int], dict[str, Any]], Callable[[int], bool]]] = {
