@@ -15,7 +15,7 @@ from audit.services import audit_record
 from clinical.bulk import allocate_ids, copy_rows, is_postgresql
 from clinical.intake.items import BY_KEY
 from clinical.intake.table import ParsedVisit
-from clinical.judging import Judged, VisitMeta, judge_visits, store_judgements
+from clinical.judging import Judged, VisitMeta, judge_visits, rulesets_in_force, store_judgements
 from clinical.models import CheckupVisit, ImportBatch, Observation, VisitStatus
 from clinical.scoping import role_at
 from clinical.signals import visits_arrived
@@ -57,7 +57,9 @@ def write_visits(batch: ImportBatch, visits: list[ParsedVisit],
         CheckupVisit.objects.bulk_create(objs, batch_size=5000)
         new_ids = [o.pk for o in objs]
     metas = [_meta(vid, v, patients) for vid, (_k, v) in zip(new_ids, new, strict=True)]
-    judged_new = judge_visits(metas, {vid: v.values for vid, (_k, v) in zip(new_ids, new, strict=True)})
+    rulesets = rulesets_in_force([facility.pk])[facility.pk]
+    judged_new = judge_visits(metas, {vid: v.values for vid, (_k, v) in zip(new_ids, new, strict=True)},
+                              rulesets=rulesets)
     observations = [(vid, item, BY_KEY[item].jlac10[0], num, text, BY_KEY[item].unit, source, v.row)
                     for vid, (_k, v) in zip(new_ids, new, strict=True) for item, (num, text) in v.values.items()]
     if is_postgresql():
@@ -76,7 +78,7 @@ def write_visits(batch: ImportBatch, visits: list[ParsedVisit],
         visits_arrived.send(sender=ImportBatch, visit_ids=new_ids)
 
     # --- existing visits: only what changed, each change audited ----------------------------------
-    corrected = _correct(batch, old, existing, patients, source)
+    corrected = _correct(batch, old, existing, patients, source, rulesets)
     return WriteResult(visits=len(visits), created=len(new), corrected=corrected[0],
                        observations=len(observations) + corrected[1])
 
@@ -89,7 +91,8 @@ def _meta(vid: int, v: ParsedVisit, patients: dict[str, tuple[int, str, date]],
 
 def _correct(batch: ImportBatch, old: list[tuple[tuple[int, date, str], ParsedVisit]],
              existing: dict[tuple[int, date, str], tuple[int, bool | None]],
-             patients: dict[str, tuple[int, str, date]], source: str) -> tuple[int, int]:
+             patients: dict[str, tuple[int, str, date]], source: str,
+             rulesets: dict[str, tuple[str, ...]]) -> tuple[int, int]:
     if not old:
         return 0, 0
     before: dict[int, Values] = {}
@@ -128,7 +131,7 @@ def _correct(batch: ImportBatch, old: list[tuple[tuple[int, date, str], ParsedVi
     Observation.objects.bulk_create(
         upserts, batch_size=5000, update_conflicts=True, unique_fields=["visit", "item"],
         update_fields=["value_num", "value_text", "unit", "jlac10", "source", "source_row"])
-    judged: list[Judged] = judge_visits(metas, merged)
+    judged: list[Judged] = judge_visits(metas, merged, rulesets=rulesets)
     store_judgements(judged)
     return n_corrected, len(upserts)
 
