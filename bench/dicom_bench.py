@@ -188,7 +188,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes for ours")
     parser.add_argument("--no-fsync", action="store_true", help="ours without fsync per file (as Orthanc writes)")
     parser.add_argument("--no-pool-variant", action="store_true",
-                        help="skip ours with PostgreSQL connection pooling (bench/dicom_pool_settings.py)")
+                        help="skip ours without PostgreSQL connection pooling (DB_POOL_MAX_SIZE=0)")
     parser.add_argument("--tcp-nodelay", action="store_true", help="set TCP_NODELAY=1 in storescu's environment")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: cstore,stow,qido")
     parser.add_argument("--work", default="/tmp/medlmm-dicom-bench")
@@ -202,7 +202,7 @@ def main() -> int:
         # Same database and store as `ours`; its own facility for what it stores, and read access
         # to ours' facility, so its QIDO-RS searches the same 100,000 studies.
         servers.append(Ours(work, http_port=8044, dicom_port=None, workers=args.workers, fsync=not args.no_fsync,
-                            pool=True, primary=ours))
+                            pool=False, primary=ours))
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "settings": vars(args), "servers": {s.name: {} for s in servers},

@@ -100,7 +100,7 @@ class Ours:
     aet = "MEDLMM"
 
     def __init__(self, work: Path, http_port: int = 8043, dicom_port: int | None = 11113, workers: int = 1,
-                 fsync: bool = True, pool: bool = False, primary: Ours | None = None) -> None:
+                 fsync: bool = True, pool: bool = True, primary: Ours | None = None) -> None:
         self.work, self.http_port, self.workers = work / f"ours-{http_port}", http_port, workers
         self.dicom_port = dicom_port or 0
         self.fsync, self.pool, self.primary = fsync, pool, primary
@@ -109,7 +109,7 @@ class Ours:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.dicomweb_url = f"http://127.0.0.1:{http_port}/dicomweb"
         self.token = ""
-        self.name = f"Med-LMM (uvicorn × {workers}, {'DB pool' if pool else 'settings as shipped'})"
+        self.name = f"Med-LMM (uvicorn × {workers}, {'settings as shipped' if pool else 'without DB pool'})"
 
     def env(self) -> dict[str, str]:
         store = (self.primary or self).work / "store"
@@ -118,8 +118,9 @@ class Ours:
             "DATABASE_URL": f"{PG}/{self.database}", "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
             "REDIS_DB_BASE": "13", "MEDLMM_VAR_DIR": str(self.work / "var"), "DICOM_STORE_ROOT": str(store),
             "DJANGO_LOG_LEVEL": "WARNING", "DICOM_STORE_FSYNC": "1" if self.fsync else "0",
-            "DJANGO_SETTINGS_MODULE": "dicom_pool_settings" if self.pool else "config.settings",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")])),
+            # Shipped settings pool PostgreSQL connections; DB_POOL_MAX_SIZE=0 measures without.
+            "DJANGO_SETTINGS_MODULE": "config.settings", "DB_POOL_MAX_SIZE": "8" if self.pool else "0",
+            "DB_CONN_MAX_AGE": "60",
         }
 
     def manage(self, *args: str) -> str:
