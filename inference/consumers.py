@@ -134,6 +134,10 @@ class WorklistConsumer(AsyncJsonWebsocketConsumer):
     async def worklist_draft(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
+    async def worklist_report(self, event: dict[str, Any]) -> None:
+        # A report was edited or signed (sent by the reports app; it carries ids, not PHI).
+        await self.send_json(event)
+
     @database_sync_to_async
     def _facilities(self, user: Any, session: Any) -> list[int]:
         from clinical.auth.otp_required import websocket_user_verified

@@ -237,8 +237,10 @@ def jobs_heartbeat(*, held: dict[int, str]) -> set[int]:
     return {i for i, w in held.items() if (i, w) not in still}
 
 
-def _grounding_record(issues: list[Any], checked_text: str) -> dict[str, Any]:
-    return {"checked": True, "issues": [
+def _grounding_record(issues: list[Any], checked_text: str, sources: dict[str, Any]) -> dict[str, Any]:
+    # The sources travel with the record so that a physician's later edits are checked against the
+    # same data the model was given.
+    return {"checked": True, "sources": {k: str(v) for k, v in sources.items()}, "issues": [
         {"text": i.mention.text, "unit": i.mention.unit, "start": i.mention.start, "end": i.mention.end,
          "reason": i.reason, "candidates": list(i.candidates)} for i in issues
     ]}
@@ -265,7 +267,8 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         done = InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(
             status=JobStatus.SUCCEEDED, finished_at=now, partial_text=text, completion_tokens=completion_tokens,
             prompt_tokens=prompt_tokens, lease_expires_at=None, findings=dict(parsed.data), report_text=report_text,
-            grounding=_grounding_record(issues, report_text), prompt_version=prepared.request.prompt_version,
+            grounding=_grounding_record(issues, report_text, prepared.sources),
+            prompt_version=prepared.request.prompt_version,
             inputs=prepared.inputs_record, reference_data=prepared.reference_data,
         )
         if done != 1:

@@ -38,7 +38,9 @@ def test_it_drafts_a_visit_with_the_template_and_stores_the_first_revision(
     assert revision.prompt_version == "checkup_summary-v1"
     assert len(revision.inputs["sha256"]) == 64 and revision.inputs["summary"]["observations"] == 4
     assert revision.reference_data["収縮期血圧"] == "152 mmHg"
-    assert revision.grounding == {"checked": True, "issues": []}  # the template copies numbers verbatim
+    assert revision.grounding["issues"] == []  # the template copies numbers verbatim
+    # The sources travel with the draft: a physician's edits are checked against the same data.
+    assert revision.grounding["sources"]["収縮期血圧"] == "152 mmHg"
     assert "受診勧奨判定値" in revision.text
     report = revision.report
     assert (report.visit_id, report.kind, report.status, report.facility_id) == (

@@ -1,5 +1,5 @@
-"""Minimal reports: a Report per target and kind, and its immutable revisions. The reports issue
-extends this (review UI, sign-off, amendments); what is here is what a model draft needs."""
+"""A Report per target (visit or study) and kind, and its immutable revisions: the model's draft is
+revision 1, every physician save (autosave included) and every amendment adds one."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ class ReportStatus(models.TextChoices):
     AMENDED = "amended", _("修正済")
 
 
+class Priority(models.IntegerChoices):
+    ROUTINE = 0, _("通常")
+    FOLLOW_UP = 1, _("要受診")
+    CRITICAL = 2, _("緊急")
+
+
+class RevisionKind(models.TextChoices):
+    DRAFT = "draft", _("AI下書き")
+    EDIT = "edit", _("医師の編集")
+    AUTOSAVE = "autosave", _("自動保存")
+    AMENDMENT = "amendment", _("修正（署名後）")
+
+
 class Report(models.Model):
     facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="reports")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="reports")
@@ -29,12 +42,18 @@ class Report(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, null=True, blank=True, related_name="reports")
     kind = models.CharField(_("種類"), max_length=30)  # the drafting task: checkup_summary, cxr, …
     status = models.CharField(_("状態"), max_length=10, choices=ReportStatus.choices, default=ReportStatus.DRAFT)
+    # Worklist order: critical AI findings first, then visits flagged for follow-up (受診勧奨).
+    priority = models.PositiveSmallIntegerField(_("優先度"), choices=Priority.choices, default=Priority.ROUTINE)
+    assigned_physician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                           related_name="assigned_reports", verbose_name=_("担当医"))
+    signed_at = models.DateTimeField(_("署名日時"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("所見")
         verbose_name_plural = _("所見")
+        indexes = [models.Index(fields=["facility", "status", "-priority", "created_at"], name="report_worklist")]
         constraints = [
             models.CheckConstraint(condition=Q(visit__isnull=False) | Q(study__isnull=False), name="report_has_target"),
             models.UniqueConstraint(fields=["visit", "kind"], condition=Q(visit__isnull=False),
@@ -57,6 +76,9 @@ class ReportRevision(models.Model):
 
     report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="revisions")
     number = models.PositiveIntegerField(_("版数"))
+    kind = models.CharField(_("版の種類"), max_length=10, choices=RevisionKind.choices, default=RevisionKind.DRAFT)
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    amendment_reason = models.TextField(_("修正理由"), blank=True)
     text = models.TextField(_("本文"))
     findings = models.JSONField(_("所見（構造化）"), null=True, blank=True)
     reference_data = models.JSONField(_("参考データ"), default=dict, blank=True)
