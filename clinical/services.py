@@ -8,11 +8,12 @@ from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.kinds import EventKind
 from audit.services import audit_record
-from clinical.models import Facility, Membership, Patient, User
+from clinical.models import Facility, Membership, Patient, Role, User
 from clinical.roles import perms_for
 from clinical.scoping import role_at
 
@@ -57,9 +58,32 @@ def membership_grant(*, user: User, facility: Facility, role: str, actor: User |
     return membership
 
 
+class LastAdminRefused(ValueError):
+    """Removing this role would leave a facility with no active administrator, and nobody could
+    then manage its users (only a superuser could repair it)."""
+
+
+def lock_admins(facility_ids: list[int]) -> None:
+    """Lock the admin memberships of these facilities, so two concurrent removals cannot each see
+    the other as the remaining administrator."""
+    list(Membership.objects.select_for_update().filter(facility_id__in=facility_ids, role=Role.ADMIN)
+         .values_list("id", flat=True))
+
+
+def other_active_admins(*, facility_id: int, user_id: int) -> int:
+    return Membership.objects.filter(facility_id=facility_id, role=Role.ADMIN, user__is_active=True).exclude(
+        user_id=user_id).count()
+
+
 def membership_revoke(*, membership: Membership, actor: User | None = None) -> None:
     with transaction.atomic():
         user, facility, role = membership.user, membership.facility, membership.role
+        if role == Role.ADMIN and user.is_active:  # an inactive admin administers nothing already
+            lock_admins([facility.pk])
+            if not other_active_admins(facility_id=facility.pk, user_id=user.pk):
+                raise LastAdminRefused(_(
+                    "%(facility)s の最後の管理者のため、管理者の役割を取り消せません。"
+                    "先に別の利用者を管理者にしてください。") % {"facility": facility.name})
         membership_id = membership.pk
         membership.delete()
         remaining = set(Membership.objects.filter(user=user, facility=facility).values_list("role", flat=True))

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from clinical import checkup_views, views
 from clinical.auth import views as auth_views
@@ -13,4 +13,5 @@ urlpatterns = [
     path("visits/<int:pk>/", checkup_views.visit_detail, name="visit_detail"),
     path("accounts/2fa/verify/", auth_views.two_factor_verify, name="two_factor_verify"),
     path("accounts/2fa/setup/", auth_views.two_factor_setup, name="two_factor_setup"),
+    path("administration/", include("clinical.administration.urls")),
 ]
