@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("clinical.dicom.urls")),
     path("audit/", include("audit.urls")),
     path("inference/", include("inference.urls")),
+    path("reports/quality/", include("reports.dashboard.urls")),  # the AI quality dashboard (admins)
     path("reports/", include("reports.urls")),  # worklist, review, sign-off (HTML and API)
     path("reports/", include("reports.output_urls")),  # letters, FHIR, batch printing
     path("admin/", admin.site.urls),

@@ -10,3 +10,7 @@ class ReportsConfig(AppConfig):
         from reports.receivers import on_draft_ready
 
         draft_ready.connect(on_draft_ready, dispatch_uid="reports.on_draft_ready")
+
+        from reports.dashboard import hooks as dashboard_hooks
+
+        dashboard_hooks.install()
