@@ -1,3 +1,4 @@
+from reports.models.print_batch import PrintBatch, PrintStatus
 from reports.models.quality import ReportQuality
 from reports.models.report import (
     ImmutableRevision,
@@ -9,5 +10,5 @@ from reports.models.report import (
 )
 from reports.models.signoff import ReauthMethod, SignOff
 
-__all__ = ["ImmutableRevision", "Priority", "ReauthMethod", "Report", "ReportQuality", "ReportRevision",
-           "ReportStatus", "RevisionKind", "SignOff"]
+__all__ = ["ImmutableRevision", "PrintBatch", "PrintStatus", "Priority", "ReauthMethod", "Report", "ReportQuality",
+           "ReportRevision", "ReportStatus", "RevisionKind", "SignOff"]
