@@ -96,7 +96,8 @@ def model_rows(facility_ids: Sequence[int], *, since: datetime | None = None,
     seconds: dict[tuple[int, str], list[float]] = defaultdict(list)
     timed = ReportQuality.objects.filter(_quality(facility_ids, since, until), seconds_to_sign__isnull=False)
     for mv, task, s in timed.values_list("model_version", "task", "seconds_to_sign"):
-        seconds[(mv, task)].append(s)
+        if s is not None:
+            seconds[(mv, task)].append(s)
     keys = sorted(set(drafts) | set(signed), key=lambda k: (k[1], k[0]))
     versions = ModelVersion.objects.in_bulk([k[0] for k in keys])
     rows = []
