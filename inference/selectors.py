@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
+from audit.models import AuditEvent
 from clinical.scoping import get_scoped_or_404, scope
 from inference.models import InferenceJob, ModelVersion
 
@@ -39,3 +42,38 @@ def is_registry_admin(user: Any) -> bool:
 
 def model_versions() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.order_by("name", "-created_at")
+
+
+def versions_in_force(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
+    """task → the version whose drafts reach physicians: the first enabled non-shadow version in
+    registry order, exactly as `services.models_for(task, include_shadow=False)` picks it. Takes
+    the list the page already holds, so it costs no query."""
+    chosen: dict[str, ModelVersion] = {}
+    for mv in versions:
+        if mv.enabled and not mv.shadow:
+            for task in mv.tasks or []:
+                chosen.setdefault(task, mv)
+    return chosen
+
+
+@dataclass(frozen=True)
+class RegistryEvent:
+    occurred_at: datetime
+    username: str
+    action: str
+    outcome: str
+    before: dict[str, bool] | None
+    after: dict[str, bool] | None
+    reason: str  # the administrator's reason, or why the action was refused
+
+
+def model_version_history(pk: int, limit: int = 50) -> list[RegistryEvent]:
+    """The registry's audit events for one version, newest first: who changed it, when and why."""
+    rows = AuditEvent.objects.filter(object_type="inference.modelversion", object_id=str(pk)).order_by("-seq")
+    out = []
+    for e in rows[:limit]:
+        d = e.details or {}
+        out.append(RegistryEvent(occurred_at=e.occurred_at, username=e.username, action=str(d.get("action") or e.kind),
+                                 outcome=e.outcome, before=d.get("before"), after=d.get("after"),
+                                 reason=str(d.get("refused") or d.get("reason") or "")))
+    return out

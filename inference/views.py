@@ -88,4 +88,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
 def model_list(request: HttpRequest) -> HttpResponse:
     if not selectors.is_registry_admin(request.user):
         raise PermissionDenied
-    return render(request, "inference/model_list.html", {"models": list(selectors.model_versions())})
+    models = list(selectors.model_versions())
+    in_force = selectors.versions_in_force(models)
+    return render(request, "inference/model_list.html", {
+        "models": models, "in_force": sorted(in_force.items()),
+        "in_force_ids": {mv.pk for mv in in_force.values()}})

@@ -99,7 +99,8 @@ class AddMemberForm(forms.Form):
 
 
 class FacilityForm(forms.Form):
-    name = forms.CharField(label=_("施設名"), max_length=200)
+    name = forms.CharField(label=_("施設名"), max_length=200,
+                           error_messages={"required": _("施設名を入力してください。")})
 
 
 class FacilityCreateForm(forms.Form):
