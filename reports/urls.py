@@ -1,3 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import include, path
 
-urlpatterns: list = []  # the review screens (being built)
+from reports import views
+
+urlpatterns = [
+    path("", views.worklist, name="reports_worklist"),
+    path("<int:pk>/", views.review, name="reports_review"),
+    path("<int:pk>/save/", views.review_save, name="reports_review_save"),
+    path("<int:pk>/sign/", views.review_sign, name="reports_review_sign"),
+    path("<int:pk>/amend/", views.review_amend, name="reports_review_amend"),
+    path("api/", include("reports.api.urls")),
+]
