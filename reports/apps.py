@@ -7,10 +7,11 @@ class ReportsConfig(AppConfig):
 
     def ready(self) -> None:
         from inference.signals import draft_ready
-        from reports import ui_hooks
+        from reports import output_hooks, ui_hooks
         from reports.receivers import on_draft_ready
 
         ui_hooks.install()
+        output_hooks.install()
         draft_ready.connect(on_draft_ready, dispatch_uid="reports.on_draft_ready")
 
         from reports.dashboard import hooks as dashboard_hooks
