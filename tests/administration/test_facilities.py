@@ -65,3 +65,17 @@ def test_only_a_system_administrator_creates_facilities(
     assert response.status_code == 400 and "この施設コードはすでに使われています" in response.content.decode()
     assert client.post("/administration/facilities/new/", {"code": "C01", "name": "C診療所"}).status_code == 302
     assert Facility.objects.filter(code="C01").exists()
+
+
+def test_every_administration_page_renders_for_an_administrator(
+    client_for: Callable[[str], Client], personas: Personas,
+) -> None:
+    client = client_for("admin_a")
+    a, user = personas.facility_a.pk, personas.physician_a.pk
+    for url in ("/administration/", "/administration/users/", f"/administration/users/?facility={a}&q=phys",
+                "/administration/users/new/", f"/administration/users/{user}/", "/administration/facilities/",
+                f"/administration/facilities/{a}/", "/administration/rulesets/", f"/administration/rulesets/{a}/",
+                "/inference/models/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert "<h1>" in response.content.decode()
