@@ -34,16 +34,20 @@ class FacilityChoiceMixin:
 class UserCreateForm(FacilityChoiceMixin, forms.Form):
     username = forms.CharField(label=_("利用者ID"), max_length=150, validators=[UnicodeUsernameValidator()],
                                help_text=_("ログインに使います。英数字と @ . + - _ が使えます。"),
-                               widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True}))
-    display_name = forms.CharField(label=_("氏名（漢字）"), max_length=100)
+                               widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True}),
+                               error_messages={"required": _("利用者IDを入力してください。")})
+    display_name = forms.CharField(label=_("氏名（漢字）"), max_length=100,
+                                   error_messages={"required": _("氏名を入力してください。")})
     display_name_kana = forms.CharField(label=_("氏名（カナ）"), max_length=100, required=False)
     email = forms.EmailField(label=_("メールアドレス"), required=False)
     facility = forms.ModelChoiceField(queryset=Facility.objects.none(), label=_("施設"))
     role = forms.ChoiceField(label=_("役割"), choices=Role.choices)
     password1 = forms.CharField(label=_("初期パスワード"), strip=False,
-                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                error_messages={"required": _("初期パスワードを入力してください。")})
     password2 = forms.CharField(label=_("初期パスワード（確認）"), strip=False,
-                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                error_messages={"required": _("確認のため、もう一度入力してください。")})
 
     def __init__(self, *args: Any, facility_ids: list[int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -94,7 +94,7 @@ def test_it_creates_a_user_with_a_role_and_audits_both(
     ({"password2": "Something-Else-99"}, "password2", "確認用のパスワードが一致しません"),
     ({"username": "STAFF_A"}, "username", "この利用者IDはすでに使われています"),
     ({"username": "bad name!"}, "username", ""),
-    ({"display_name": ""}, "display_name", ""),
+    ({"display_name": ""}, "display_name", "氏名を入力してください"),
     ({"role": "superuser"}, "role", ""),
 ])
 def test_it_refuses_bad_input_for_a_new_user_with_a_specific_message(
