@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
+
 from clinical.charts import threshold_lines, trend_svg
-from clinical.dicom.models import Instance, Study
+from clinical.dicom.models import Instance, Series, Study
 from clinical.intake.items import BY_KEY
 from clinical.models import CheckupVisit
 from clinical.screening import load_ruleset
@@ -68,22 +70,18 @@ class KeyImage:
 
 
 def study_images(study: Study, limit: int = 4) -> tuple[list[KeyImage], list[int]]:
-    """The first image of each series (a preview; the full viewer is one link away) and the ids
-    of the ECG waveform instances."""
-    images: list[KeyImage] = []
-    ecgs: list[int] = []
-    seen: set[int] = set()
-    instances = (Instance.objects.filter(study=study).select_related("series")
-                 .order_by("series__series_number", "series_id", "instance_number", "id"))
-    for inst in instances:
-        if inst.has_waveform:
-            ecgs.append(inst.pk)
-            continue
-        if inst.number_of_frames and inst.series_id not in seen and len(images) < limit:
-            seen.add(inst.series_id)
-            s = inst.series
-            images.append(KeyImage(
-                label=f"{s.modality} #{s.series_number if s.series_number is not None else '—'} {s.series_description}",
-                url=(f"/dicomweb/studies/{study.study_instance_uid}/series/{s.series_instance_uid}"
-                     f"/instances/{inst.sop_instance_uid}/rendered")))
+    """The first image of each of the first `limit` series (a preview; the full viewer is one link
+    away) and the ids of the ECG waveform instances. Three queries however large the study."""
+    first = (Instance.objects.filter(series=OuterRef("pk"), has_waveform=False, number_of_frames__gt=0)
+             .order_by("instance_number", "id").values("pk")[:1])
+    series = list(Series.objects.filter(study=study).annotate(first_image=Subquery(first))
+                  .filter(first_image__isnull=False).order_by("series_number", "id")[:limit])
+    by_pk = {i.pk: i for i in Instance.objects.filter(pk__in=[s.first_image for s in series])
+             .only("pk", "sop_instance_uid")}
+    images = [KeyImage(label=f"{s.modality} #{s.series_number if s.series_number is not None else '—'} "
+                             f"{s.series_description}",
+                       url=(f"/dicomweb/studies/{study.study_instance_uid}/series/{s.series_instance_uid}"
+                            f"/instances/{by_pk[s.first_image].sop_instance_uid}/rendered"))
+              for s in series]
+    ecgs = list(Instance.objects.filter(study=study, has_waveform=True).order_by("id").values_list("pk", flat=True))
     return images, ecgs

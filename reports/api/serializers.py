@@ -87,6 +87,7 @@ class ChangeOut(serializers.Serializer[Any]):
 
 class SavedOut(serializers.Serializer[Any]):
     report_status = serializers.CharField()
+    report_status_label = serializers.CharField()
     created = serializers.BooleanField(help_text="false: 本文が変わらず新しい版は作られなかった")
     revision = RevisionOut()
     changes = ChangeOut(many=True, help_text="AIの下書きとの文ごとの比較")

@@ -77,7 +77,8 @@ class RevisionCreate(APIView):
             return _refused(exc, report)
         created = revision.number != base
         report.refresh_from_db(fields=["status"])
-        body = {"report_status": report.status, "created": created, "revision": shapes.revision(revision),
+        body = {"report_status": report.status, "report_status_label": report.get_status_display(),
+                "created": created, "revision": shapes.revision(revision),
                 "changes": presenting.sentence_changes(model_draft_of(revision), revision)}
         return Response(SavedOut(body).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

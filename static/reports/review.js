@@ -189,6 +189,8 @@ function save(autosave) {
         showHead(data.revision);
         renderFlags(data.revision.text, data.revision.issues);
         renderChanges(data.changes);
+        const state = $("report-status");
+        if (state) { state.textContent = data.report_status_label; state.className = "status st-" + data.report_status; }
         setStatus(data.created ? fmt(autosave ? L.autosaved : L.saved, { n: head }) : "", false);
       } else if (status === 409 && data && data.current) {
         showConflict(data);

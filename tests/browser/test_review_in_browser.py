@@ -113,7 +113,7 @@ def test_a_physician_corrects_a_flagged_number_and_signs_in_the_browser(
     assert page.locator("#grounded-text mark.flag").count() == 0
     assert "原データと一致しない数値はありません" in page.locator("#flags").inner_text()
     assert "医師が変更" in page.locator("#changes").inner_text()
-    assert page.locator("#sign-open").is_enabled()
+    assert page.locator("#sign-open").is_enabled() and page.locator("#report-status").inner_text() == "確認中"
 
     # Sign: a wrong password is refused with a clear message; a TOTP code signs.
     page.locator("#sign-open").click()

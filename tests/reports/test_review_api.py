@@ -78,6 +78,7 @@ def test_it_saves_a_revision_and_answers_its_number_flags_and_changes(
     assert response.status_code == 201
     body = response.json()
     assert body["created"] and body["report_status"] == ReportStatus.IN_REVIEW
+    assert body["report_status_label"] == "確認中"
     assert (body["revision"]["number"], body["revision"]["kind"], body["revision"]["issues"]) == (2, "autosave", [])
     assert [c["status"] for c in body["changes"]].count("edited") == 1
     again = _post(client, _url(report, "revisions"), {"text": fixed, "base_number": 2, "autosave": True})
