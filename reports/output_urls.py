@@ -7,5 +7,5 @@ urlpatterns = [
     path("<int:pk>/fhir.json", views.fhir_view, name="report_fhir"),
     path("print/", views.print_start, name="report_print_start"),
     path("print/<int:pk>/", views.print_detail, name="report_print_detail"),
-    path("print/<int:pk>/letters.pdf", views.print_download, name="report_print_download"),
+    path("print/<int:pk>/download", views.print_download, name="report_print_download"),
 ]

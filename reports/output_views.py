@@ -3,7 +3,6 @@ day's letters. Thin: scope, refuse what is not signed (409, saying why), render,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -134,8 +133,8 @@ def print_download(request: HttpRequest, pk: int) -> HttpResponse | FileResponse
                       {"message": _("この一括印刷はまだ完了していないか、印刷できる報告書がありませんでした。"),
                        "batch": batch}, status=409)
     printing.print_batch_downloaded(batch=batch, actor=request.user)  # type: ignore[arg-type]
-    name = f"result-letters-{batch.facility.code}-{batch.exam_date:%Y%m%d}.pdf"
-    response = FileResponse(Path(path).open("rb"), content_type="application/pdf", as_attachment=True,
-                            filename=name)
+    name = f"result-letters-{batch.facility.code}-{batch.exam_date:%Y%m%d}{path.suffix}"
+    content_type = "application/zip" if path.suffix == ".zip" else "application/pdf"
+    response = FileResponse(path.open("rb"), content_type=content_type, as_attachment=True, filename=name)
     response["Cache-Control"] = "no-store"
     return response

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,6 +30,9 @@ from reports.models import PrintBatch, PrintStatus, Report, ReportStatus, SignOf
 
 log = logging.getLogger(__name__)
 PERM = "manage_patients"  # checkup staff and administrators send result letters; physicians sign them
+# Letters are merged in memory (weasyprint keeps every page's layout until it writes): ≈6 MB a
+# letter measured, so a large day is written as several PDFs of this many letters, zipped.
+LETTERS_PER_PART = 50
 # A claim older than Celery's hard time limit belongs to a worker that died: the row may be taken again.
 STALE_CLAIM = timedelta(minutes=25)
 
@@ -134,31 +138,52 @@ def print_batch_run(*, batch_id: int) -> PrintBatch | None:
             # polling page sees it at once.
             PrintBatch.objects.filter(id=batch_id).update(processed=F("processed") + 1)
 
-        pdf = letters_pdf((letter_for(r, s) for r, s in targets.letters), on_each=progress)
-        path = _store(batch, pdf) if pdf is not None else None
+        parts: list[Path] = []
+        for start in range(0, len(targets.letters), LETTERS_PER_PART):
+            chunk = targets.letters[start:start + LETTERS_PER_PART]
+            pdf = letters_pdf((letter_for(r, s) for r, s in chunk), on_each=progress)
+            if pdf is not None:
+                parts.append(_write(print_dir() / f"print-{batch.pk}-{len(parts) + 1}.pdf", pdf))
+        path = _bundle(batch, parts)
     except Exception as exc:
         log.exception("batch print %s failed", batch_id)
         return _fail(batch, f"{type(exc).__name__}")
     with transaction.atomic():
-        _succeed(batch, targets, pdf, path)
+        _succeed(batch, targets, path)
     return batch
 
 
-def _store(batch: PrintBatch, pdf: bytes) -> Path:
-    path = print_dir() / f"print-{batch.pk}.pdf"
+def _write(path: Path, data: bytes) -> Path:
     partial = path.with_suffix(".part")
-    partial.write_bytes(pdf)
+    partial.write_bytes(data)
     os.replace(partial, path)  # a download never sees half a file
     return path
 
 
-def _succeed(batch: PrintBatch, targets: Targets, pdf: bytes | None, path: Path | None) -> None:
+def _bundle(batch: PrintBatch, parts: list[Path]) -> Path | None:
+    """One part: that PDF. Several (a day of more than LETTERS_PER_PART letters): one zip of them,
+    in print order, stored uncompressed (PDF streams are compressed already)."""
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    path = print_dir() / f"print-{batch.pk}.zip"
+    partial = path.with_suffix(".part")
+    width = len(str(len(parts)))
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+        for n, part in enumerate(parts, start=1):
+            archive.write(part, f"{batch.exam_date:%Y%m%d}-{n:0{width}d}of{len(parts)}.pdf")
+    os.replace(partial, path)
+    for part in parts:
+        part.unlink()
+    return path
+
+
+def _succeed(batch: PrintBatch, targets: Targets, path: Path | None) -> None:
     batch.status = PrintStatus.SUCCEEDED
     batch.processed = batch.printed = len(targets.letters)
     batch.report_ids = [r.pk for r, _s in targets.letters]
     batch.file_path = str(path) if path else ""
-    batch.file_sha256 = hashlib.sha256(pdf).hexdigest() if pdf else ""
-    batch.file_bytes = len(pdf) if pdf else 0
+    batch.file_sha256 = _sha256(path) if path else ""
+    batch.file_bytes = path.stat().st_size if path else 0
     batch.finished_at = timezone.now()
     batch.message = (_("%(printed)d 件の報告書を作成しました（印刷しなかった受診・所見 %(skipped)d 件）")
                      % {"printed": batch.printed, "skipped": len(targets.skipped)})
@@ -184,6 +209,14 @@ def _fail(batch: PrintBatch, reason: str) -> PrintBatch:
                      facility_id=batch.facility_id, object_type="reports.printbatch", object_id=batch.pk,
                      details={"stage": "failed", "reason": reason})
     return batch
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def batch_file(batch: PrintBatch) -> Path | None:

@@ -61,5 +61,10 @@ class PrintBatch(models.Model):
         return int(100 * self.processed / self.total) if self.total else (100 if self.finished else 0)
 
     @property
+    def is_zip(self) -> bool:
+        """A day of more letters than fit one part is downloaded as a zip of PDFs."""
+        return self.file_path.endswith(".zip")
+
+    @property
     def finished(self) -> bool:
         return self.status in (PrintStatus.SUCCEEDED, PrintStatus.FAILED)

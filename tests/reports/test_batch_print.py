@@ -5,7 +5,9 @@ scoped to the staff of the facility and audited per letter and per download."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,21 @@ def test_it_takes_the_days_signed_letters_and_lists_every_visit_it_leaves_out(
     assert ito["report"] == day["ito"].pk and ito["kind"] == "健診総合所見" and ito["visit"] == day["ito"].visit_id
 
 
+def test_choosing_the_letters_takes_three_queries_however_many_visits(
+        personas: Personas, day: dict[str, Any], django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(3):  # visits, their reports, the reports' sign-offs
+        printing.print_targets(facility_id=personas.facility_a.pk, exam_date=DAY)
+
+
+def test_a_day_with_nothing_signed_finishes_with_nothing_to_download(personas: Personas, day: dict[str, Any]) -> None:
+    batch = printing.print_batch_create(actor=personas.staff_a, facility=personas.facility_a,
+                                        exam_date=DAY - dt.timedelta(days=1), enqueue=False)
+    done = printing.print_batch_run(batch_id=batch.pk)
+    assert done is not None and done.status == PrintStatus.SUCCEEDED and (done.total, done.printed) == (0, 0)
+    assert done.percent == 100 and printing.batch_file(done) is None
+    assert login(Client(), personas.staff_a).get(f"/reports/print/{batch.pk}/download").status_code == 409
+
+
 def test_the_task_renders_one_pdf_and_keeps_its_progress_on_the_row(
         personas: Personas, day: dict[str, Any], audit_events: Any) -> None:
     batch = printing.print_batch_create(actor=personas.staff_a, facility=personas.facility_a, exam_date=DAY,
@@ -112,17 +129,35 @@ def test_the_page_polls_the_row_and_the_download_is_audited(
     assert audit_events(kind="create", object_type="reports.printbatch")[0].details["exam_date"] == "2024-06-01"
     queued = client.get(f"/reports/print/{batch.pk}/", HTTP_ACCEPT="application/json").json()
     assert (queued["status"], queued["finished"]) == ("queued", False)
-    assert client.get(f"/reports/print/{batch.pk}/letters.pdf").status_code == 409
+    assert client.get(f"/reports/print/{batch.pk}/download").status_code == 409
     printing.print_batch_run(batch_id=batch.pk)
     state = client.get(f"/reports/print/{batch.pk}/", HTTP_ACCEPT="application/json").json()
     assert (state["status"], state["percent"], state["printed"], state["skipped"]) == ("succeeded", 100, 2, 2)
     page = client.get(f"/reports/print/{batch.pk}/").content.decode()
-    assert "未署名です（下書き）" in page and "所見がまだ作成されていません" in page and "letters.pdf" in page
-    download = client.get(f"/reports/print/{batch.pk}/letters.pdf")
+    assert "未署名です（下書き）" in page and "所見がまだ作成されていません" in page and "/download" in page
+    download = client.get(f"/reports/print/{batch.pk}/download")
     assert download.status_code == 200 and download["Content-Type"] == "application/pdf"
     assert b"".join(download.streaming_content).startswith(b"%PDF-")  # type: ignore[attr-defined]
     event = audit_events(kind="export", object_type="reports.printbatch")[-1]
     assert event.user_id == personas.staff_a.pk and event.details["reports"] == [day["abe"].pk, day["takahashi"].pk]
+
+
+def test_a_large_day_is_written_as_several_pdfs_in_one_zip(
+        personas: Personas, day: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(printing, "LETTERS_PER_PART", 1)
+    batch = printing.print_batch_create(actor=personas.staff_a, facility=personas.facility_a, exam_date=DAY,
+                                        enqueue=False)
+    done = printing.print_batch_run(batch_id=batch.pk)
+    assert done is not None and done.is_zip and done.processed == done.total == 2
+    path = printing.batch_file(done)
+    assert path is not None and hashlib.sha256(path.read_bytes()).hexdigest() == done.file_sha256
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        assert names == ["20240601-1of2.pdf", "20240601-2of2.pdf"]
+        assert "阿部 花子" in pdf_text(archive.read(names[0])) and "髙橋 健一" in pdf_text(archive.read(names[1]))
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # the parts were folded into the zip
+    download = login(Client(), personas.staff_a).get(f"/reports/print/{batch.pk}/download")
+    assert download["Content-Type"] == "application/zip" and ".zip" in download["Content-Disposition"]
 
 
 def test_only_staff_of_the_facility_may_print_or_see_a_batch(personas: Personas, day: dict[str, Any]) -> None:
@@ -134,7 +169,7 @@ def test_only_staff_of_the_facility_may_print_or_see_a_batch(personas: Personas,
         assert login(Client(), user).get("/reports/print/").status_code == 404
     outsider = login(Client(), staff_b)
     assert outsider.get(f"/reports/print/{batch.pk}/").status_code == 404
-    assert outsider.get(f"/reports/print/{batch.pk}/letters.pdf").status_code == 404
+    assert outsider.get(f"/reports/print/{batch.pk}/download").status_code == 404
     response = outsider.post("/reports/print/", {"facility": personas.facility_a.pk, "exam_date": "2024-06-01"})
     assert response.status_code == 200 and PrintBatch.objects.count() == 1  # A is not a choice for B's staff
     with pytest.raises(printing.PrintRefused):
@@ -193,4 +228,4 @@ def test_a_real_worker_prints_the_day_queued_on_commit(
             break
         time.sleep(0.25)
     assert state["status"] == "succeeded" and state["printed"] == 2
-    assert client.get(f"/reports/print/{batch.pk}/letters.pdf").status_code == 200
+    assert client.get(f"/reports/print/{batch.pk}/download").status_code == 200

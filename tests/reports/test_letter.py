@@ -92,6 +92,17 @@ def test_it_asks_for_a_visit_at_once_when_blood_pressure_is_160_or_more(
     assert "できるだけ早く" in letter_html(letter)
 
 
+def test_gathering_a_letter_takes_three_queries(
+        personas: Personas, corrected: Report, django_assert_num_queries: Any) -> None:
+    from reports.selectors import latest_signoff, report_for
+
+    report = report_for(personas.staff_a, corrected.pk)
+    signoff = latest_signoff(report)
+    assert signoff is not None
+    with django_assert_num_queries(3):  # observations, judgements, trends
+        letter_for(report, signoff)
+
+
 def test_it_shows_the_judgement_table_per_rule_set(corrected: Report) -> None:
     report = Report.objects.get(pk=corrected.pk)
     letter = letter_for(report, SignOff.objects.get(report=report))
