@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from clinical.intake.items import BY_KEY
 from clinical.models import Observation, Patient, ScreeningResult
@@ -57,7 +57,13 @@ def _number(value: Decimal) -> int | float:
 
 
 def report_bundle(report: Report, signoff: SignOff) -> dict[str, Any]:
-    """The bundle for `signoff`, the latest signature of `report` (a signed report: the caller checked)."""
+    """The bundle for `signoff`, the latest signature of `report` (a signed report: the caller checked).
+    Display texts in Japanese, like the signed text they accompany, whatever the exporter's UI language."""
+    with translation.override("ja"):
+        return _bundle(report, signoff)
+
+
+def _bundle(report: Report, signoff: SignOff) -> dict[str, Any]:
     patient = report.patient or (report.visit.patient if report.visit else None)
     effective: date | None = report.visit.exam_date if report.visit else (
         report.study.study_date if report.study else None)

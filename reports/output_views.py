@@ -120,6 +120,10 @@ def print_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = get_scoped_or_404(_batches(request.user), request.user, perm=printing.PERM, pk=pk)
     if request.headers.get("Accept", "").startswith("application/json"):
         return JsonResponse(printing.batch_state(batch))  # the page polls the row: it is the truth
+    # The page names the examinees left out: a PHI read (the JSON polls carry counts only).
+    audit_record(kind=EventKind.PHI_READ, role=role_at(request.user, batch.facility_id),
+                 facility_id=batch.facility_id, object_type="reports.printbatch", object_id=batch.pk,
+                 details={"skipped": len(batch.skipped)})
     return render(request, "reports/print_detail.html", {"batch": batch, "state": printing.batch_state(batch)})
 
 

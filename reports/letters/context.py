@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -126,7 +127,14 @@ class Letter:
 
 
 def letter_for(report: Report, signoff: SignOff) -> Letter:
-    """Everything the letter template shows, from `signoff` (the latest signature of `report`)."""
+    """Everything the letter template shows, from `signoff` (the latest signature of `report`).
+    In Japanese whatever the reader's UI language: the letter is the examinee's, and labels
+    (sex, course, judgements) are fixed into plain strings here, not at render time."""
+    with translation.override("ja"):
+        return _letter(report, signoff)
+
+
+def _letter(report: Report, signoff: SignOff) -> Letter:
     patient: Patient | None = report.patient or (report.visit.patient if report.visit else None)
     letter = Letter(
         report_id=report.pk, kind=report.kind, kind_label=str(KIND_LABELS.get(report.kind, report.kind)),

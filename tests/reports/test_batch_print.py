@@ -134,6 +134,7 @@ def test_the_page_polls_the_row_and_the_download_is_audited(
     state = client.get(f"/reports/print/{batch.pk}/", HTTP_ACCEPT="application/json").json()
     assert (state["status"], state["percent"], state["printed"], state["skipped"]) == ("succeeded", 100, 2, 2)
     page = client.get(f"/reports/print/{batch.pk}/").content.decode()
+    assert audit_events(kind="phi_read", object_type="reports.printbatch")[-1].object_id == str(batch.pk)
     assert "未署名です（下書き）" in page and "所見がまだ作成されていません" in page and "/download" in page
     download = client.get(f"/reports/print/{batch.pk}/download")
     assert download.status_code == 200 and download["Content-Type"] == "application/pdf"
@@ -209,8 +210,10 @@ def test_a_rendering_failure_is_kept_on_the_row(
 
 
 def test_staff_see_the_batch_print_link_and_physicians_do_not(personas: Personas) -> None:
-    assert "結果報告書の一括印刷" in login(Client(), personas.staff_a).get("/").content.decode()
-    assert "結果報告書の一括印刷" not in login(Client(), personas.physician_a).get("/").content.decode()
+    staff, physician = login(Client(), personas.staff_a).get("/"), login(Client(), personas.physician_a).get("/")
+    assert staff.status_code == physician.status_code == 200
+    assert 'href="/reports/print/"' in staff.content.decode()
+    assert 'href="/reports/print/"' not in physician.content.decode()
 
 
 @pytest.mark.slow

@@ -147,6 +147,15 @@ def test_it_marks_an_amended_letter_and_prints_script_and_markup_as_text(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and SCRIPT not in html and "<b>" not in html
 
 
+def test_the_letter_stays_japanese_for_a_reader_with_an_english_ui(
+        corrected: Report, client_for: Callable[[str], Any]) -> None:
+    client = client_for("staff_a")
+    client.cookies["django_language"] = "en"
+    assert "Log out" in client.get("/").content.decode()  # the screens are in English for this reader
+    text = pdf_text(client.get(f"/reports/{corrected.pk}/letter.pdf", HTTP_ACCEPT_LANGUAGE="en").content)
+    assert "54歳 男" in text and "特定健診" in text and "受診勧奨" in text and "Male" not in text
+
+
 def test_it_refuses_a_draft_with_409_and_says_why(
         draft_report: Callable[..., Report], client_for: Callable[[str], Any], audit_events: Any) -> None:
     report = draft_report()
