@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.kinds import EventKind
 from audit.services import audit_record
-from clinical.scoping import role_at
+from clinical.scoping import facility_ids_for, role_at
 from reports import presenting, selectors, services
 from reports.forms import SaveForm, SignForm, WorklistForm, confirmed_keys
 from reports.grounding import sources_of
@@ -40,7 +40,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
     audit_record(kind=EventKind.PHI_SEARCH, object_type="reports.report",
                  details={"view": "worklist", "results": len(reports),
                           "filters": {k: str(v) for k, v in vars(filters).items() if v not in ("", None, False)}})
-    context = {"form": form, "reports": reports, "running": selectors.drafts_in_progress(user)}
+    # The live feed is the signing physicians' (ws/worklist/ refuses others); administrators reload.
+    context = {"form": form, "reports": reports, "running": selectors.drafts_in_progress(user),
+               "live": bool(facility_ids_for(user, "sign_reports"))}
     partial = request.GET.get("partial") == "1"
     return render(request, "reports/_worklist_body.html" if partial else "reports/worklist.html", context)
 

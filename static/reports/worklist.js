@@ -4,8 +4,10 @@
 // the body is polled instead. No inline script (CSP): this module is the page's only script.
 const region = document.getElementById("worklist-region");
 const live = document.getElementById("worklist-live");
-const POLL_MS = 5000;
-const RETRY_MS = 15000;
+// Every refresh is an audited read of the list: poll gently, and only while the websocket is down.
+const POLL_MS = 15000;
+const RETRY_MAX_MS = 60000;
+let retryMs = 2000;
 let selectedId = null;
 let pollTimer = null;
 let refreshTimer = null;
@@ -90,6 +92,7 @@ function connect() {
   ws.addEventListener("open", () => {
     if (region.dataset.live === "poll") soon();  // reconnected: catch up on what was missed
     poll(false);
+    retryMs = 2000;
     region.dataset.live = "ws";
     live.textContent = "";
   });
@@ -97,13 +100,16 @@ function connect() {
     const m = JSON.parse(e.data);
     if (m.type === "worklist.report" || m.type === "worklist.draft") soon();
   });
-  ws.addEventListener("close", () => {
+  ws.addEventListener("close", (e) => {
     region.dataset.live = "poll";
     live.textContent = live.dataset.labelOffline;
     poll(true);
-    setTimeout(connect, RETRY_MS);
+    // 4xxx: the server closed it on purpose; asking again would only add refusals to the audit log.
+    if (e.code >= 4000) return;
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
   });
 }
 
 select(rows()[0] || null, false);
-connect();
+if (live.dataset.ws) connect();  // only physicians have a live feed (the server says so)

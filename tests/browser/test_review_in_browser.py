@@ -28,7 +28,7 @@ from inference.models import ModelVersion
 from reports import services
 from reports.models import Report, ReportStatus, RevisionKind, SignOff
 from tests.browser.conftest import SCREENSHOTS
-from tests.conftest import PASSWORD, Personas, close_other_connections, login
+from tests.conftest import PASSWORD, Personas, login
 from tests.inference.conftest import _fresh_engines, _no_auto_draft, canned, make_visit  # noqa: F401
 from tests.reports.conftest import WRONG_DRAFT, draft_report  # noqa: F401
 
@@ -61,7 +61,8 @@ def asgi_server(transactional_db: None) -> Iterator[str]:
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
-    close_other_connections()
+    # Django closes each request's connection itself (CONN_MAX_AGE=0). Terminating "other" backends here
+    # would also end the connection pytest-django opened before Playwright started (another context).
 
 
 def _code(user: Any, ahead: int = 0) -> str:

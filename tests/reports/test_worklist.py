@@ -87,7 +87,10 @@ def test_it_opens_for_physicians_and_administrators_only(
     response = client_for(who).get("/reports/")
     assert response.status_code == status
     if status == 200:
-        assert _order(response.content.decode()) == [report.pk]
+        html = response.content.decode()
+        assert _order(html) == [report.pk]
+        # Only those who sign get the live feed (the worklist websocket refuses the others).
+        assert ('data-ws="/ws/worklist/"' in html) == (who == "physician_a")
 
 
 def test_it_answers_the_list_body_alone_for_the_live_refresh(
