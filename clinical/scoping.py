@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 from django.http import Http404
-from guardian.shortcuts import get_objects_for_user
 
 from audit.kinds import EventKind, Outcome
 from audit.services import audit_record
@@ -19,18 +18,41 @@ M = TypeVar("M", bound=Model)
 
 
 def facility_ids_for(user: Any, perm: str = "access_facility") -> list[int]:
-    """Ids of the facilities where `user` holds `perm` (through a membership). Cached per user
-    object so a page that scopes several querysets asks the database once."""
+    """Ids of the active facilities where `user` holds `perm` (through a membership). The first
+    call loads every facility permission of the user in one query and caches them on the user
+    object, so a page that asks about several permissions (nav links, scoping) asks the database
+    once."""
     if user is None or not user.is_authenticated or not user.is_active:
         return []
-    cache: dict[str, list[int]] = user.__dict__.setdefault("_facility_ids_cache", {})
-    if perm not in cache:
-        # accept_global_perms=False: a global permission must never widen a facility scope.
-        qs = get_objects_for_user(
-            user, f"clinical.{perm}", klass=Facility.objects.filter(is_active=True), accept_global_perms=False
-        )
-        cache[perm] = sorted(qs.values_list("id", flat=True))
-    return cache[perm]
+    cache: dict[str, list[int]] | None = user.__dict__.get("_facility_ids_cache")
+    if cache is None:
+        cache = user.__dict__["_facility_ids_cache"] = _load_facility_perms(user)
+    return cache.get(perm, [])
+
+
+def _load_facility_perms(user: Any) -> dict[str, list[int]]:
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import CharField, Subquery
+    from django.db.models.functions import Cast
+    from guardian.models import UserObjectPermission
+
+    active = Facility.objects.filter(is_active=True)
+    if user.is_superuser:  # as django-guardian answers for superusers: every facility, every permission
+        ids = sorted(active.values_list("id", flat=True))
+        codenames = Permission.objects.filter(content_type=ContentType.objects.get_for_model(Facility))
+        return {codename: ids for codename in codenames.values_list("codename", flat=True)}
+    # Memberships are materialised as the user's own object permissions on Facility (never through
+    # groups, and a global permission must never widen a facility scope).
+    rows = (UserObjectPermission.objects
+            .filter(user_id=user.pk, content_type=ContentType.objects.get_for_model(Facility))
+            # object_pk is text: compare as text (casting it could fail on other models' rows).
+            .filter(object_pk__in=Subquery(active.annotate(pk_text=Cast("id", CharField())).values("pk_text")))
+            .values_list("object_pk", "permission__codename"))
+    perms: dict[str, list[int]] = {}
+    for object_pk, codename in rows:
+        perms.setdefault(codename, []).append(int(object_pk))
+    return {codename: sorted(ids) for codename, ids in perms.items()}
 
 
 def scope(qs: QuerySet[M], user: Any, *, perm: str = "access_facility", field: str = "facility") -> QuerySet[M]:
