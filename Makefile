@@ -31,6 +31,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py seed_models
+	$(BIN)/python manage.py seed_reports
 	$(BIN)/python manage.py run_embedded --host $(HOST) --port $(PORT)
 
 ## Production topology: needs DATABASE_URL and REDIS_URL (web + one Celery worker per queue).
