@@ -16,7 +16,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -73,6 +73,17 @@ def _patient_ids_for_mrn(mrn: str, facility_ids: Sequence[int]) -> tuple[int, ..
     return tuple(sorted(qs.values_list("pk", flat=True)))
 
 
+def _patient_in_scope(patient_id: int, facility_ids: Sequence[int]) -> bool:
+    """Whether the patient belongs to one of the reviewer's facilities. Another facility's patient
+    is answered 404 like everywhere else (an empty history would still confirm the id is asked
+    about, and breaks the one rule)."""
+    label = getattr(settings, "AUDIT_PATIENT_MODEL", "")
+    if not label:
+        return True  # no patient model to ask: the history is filtered by facility anyway
+    model = apps.get_model(label)
+    return model._default_manager.filter(pk=patient_id, facility_id__in=list(facility_ids)).exists()
+
+
 def _query(request: HttpRequest, ids: Sequence[int]) -> tuple[AuditSearchForm, AuditQuery | None]:
     form = AuditSearchForm(request.GET or None)
     if not request.GET:
@@ -117,6 +128,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 def audit_patient(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Who looked at this person: all events naming the patient, grouped by user."""
     ids = _review_scope(request)
+    if not _patient_in_scope(patient_id, ids):
+        audit_record(kind=EventKind.ACCESS_DENIED, outcome=Outcome.DENIED, object_type="audit.patient_history",
+                     object_id=patient_id, details={"perm": "review_audit"})
+        raise Http404
     history = patient_access_history(facility_ids=ids, patient_ids=[patient_id])
     audit_record(kind=EventKind.PHI_SEARCH, facility_id=_own_facility(ids), object_type="audit.patient_history",
                  object_id=patient_id, patient_id=patient_id,

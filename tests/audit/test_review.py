@@ -161,9 +161,12 @@ def test_a_patients_access_history_groups_events_by_user(
     assert looked.patient_id == trail.patient_a.pk and looked.user_id == personas.admin_a.pk
 
 
-def test_another_facilitys_patient_history_is_empty(client_for: Callable[[str], Client], trail: Trail) -> None:
+def test_another_facilitys_patient_history_is_not_found_and_the_attempt_is_audited(
+        client_for: Callable[[str], Client], trail: Trail) -> None:
     response = client_for("auditor_a").get(f"/audit/patients/{trail.patient_b.pk}/")
-    assert response.context["history"].by_user == [] and response.context["history"].events == []
+    assert response.status_code == 404
+    denied = AuditEvent.objects.get(kind="access_denied", object_type="audit.patient_history")
+    assert denied.object_id == str(trail.patient_b.pk) and denied.username == "auditor_a"
 
 
 def test_the_verify_button_checks_the_chain_and_is_audited(
