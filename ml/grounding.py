@@ -332,18 +332,19 @@ def check_grounding(
             expected = ", ".join(
                 f"{s.key} = {s.value}{' ' + s.unit if s.unit else ''}" for s in pool if s.key in same_label
             )
-            reason = f"{mention.text}{' ' + mention.unit if mention.unit else ''} is not in the source data"
-            issues.append(GroundingIssue(mention, reason + (f" (sources: {expected})" if expected else ""), same_label))
+            reason = f"{mention.text}{' ' + mention.unit if mention.unit else ''} は元データにありません"
+            reason += f"（元データ: {expected}）" if expected else ""
+            issues.append(GroundingIssue(mention, reason, same_label))
             continue
         by_unit = [s for s in by_value if not (mention.unit and s.unit and mention.unit != s.unit)]
         if not by_unit:
             units = ", ".join(f"{s.key} = {s.value} {s.unit}" for s in by_value)
-            reason = f"{mention.text} {mention.unit}: the unit differs from the source ({units})"
+            reason = f"{mention.text} {mention.unit}: 単位が元データと異なります（{units}）"
             issues.append(GroundingIssue(mention, reason, tuple(s.key for s in by_value)))
             continue
         if label and all(s.canonical and not _related(label, s.canonical) for s in by_unit):
             keys = ", ".join(s.key for s in by_unit)
-            reason = f"{mention.text} is labelled {mention.label_hint!r} but that value belongs to {keys}"
+            reason = f"{mention.text} は「{mention.label_hint}」として書かれていますが、その値は {keys} の値です"
             issues.append(GroundingIssue(mention, reason, same_label or tuple(s.key for s in by_unit)))
     return issues
 

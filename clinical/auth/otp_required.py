@@ -41,7 +41,8 @@ class RequireSecondFactorMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and not request.path.startswith(_OPEN_PREFIXES):
             if not second_factor_satisfied(user):
-                if request.path.startswith("/api/"):
+                # API clients (ours under /api/, the report screen's under /reports/api/) get JSON.
+                if request.path.startswith(("/api/", "/reports/api/")):
                     return JsonResponse(
                         {"detail": "二要素認証が完了していません。", "code": "second_factor_required"}, status=403
                     )

@@ -66,7 +66,7 @@ def test_it_matches_qtc() -> None:
 def test_it_flags_an_invented_ldl() -> None:
     issues = check_grounding("LDLコレステロール 160 mg/dL と高値。", {"HbA1c": 6.8})
     assert [i.mention.text for i in issues] == ["160"]
-    assert "not in the source data" in issues[0].reason
+    assert "は元データにありません" in issues[0].reason
 
 
 def test_it_flags_a_value_that_belongs_to_another_quantity() -> None:
@@ -98,7 +98,7 @@ def test_it_widens_matches_by_an_explicit_tolerance() -> None:
 
 def test_it_flags_a_unit_that_differs_from_the_source() -> None:
     issues = check_grounding("HbA1c 6.8 mg/dL", {"HbA1c": "6.8 %"})
-    assert len(issues) == 1 and "unit differs" in issues[0].reason
+    assert len(issues) == 1 and "単位が元データと異なります" in issues[0].reason
 
 
 def test_it_treats_spellings_of_the_same_unit_as_equal() -> None:
