@@ -238,11 +238,10 @@ def test_the_users_list_costs_the_same_queries_at_any_size(
             services.membership_grant(user=user, facility=personas.facility_b, role=Role.PHYSICIAN)
     client = client_for("admin_a")
     client.get("/administration/users/")  # warm the session
-    # session, user, OTP device, second-factor role check, administered facilities (guardian), the
-    # facility filter, the page count, the nav bar's memberships and its links' sign_reports and
-    # manage_patients scopes (the administration link reuses the cached administer_facility scope),
-    # the page of users (2FA and other-facility flags as subqueries) and their memberships here
-    # (one prefetch): none of them per user.
-    with django_assert_num_queries(12):
+    # session, user, OTP device, second-factor role check, the user's facility permissions (one
+    # query for all of them: clinical.scoping), the facility filter, the page count, the nav bar's
+    # memberships, the page of users (2FA and other-facility flags as subqueries) and their
+    # memberships here (one prefetch): none of them per user.
+    with django_assert_num_queries(10):
         response = client.get("/administration/users/")
     assert len(response.context["page"].object_list) == 4 + extra

@@ -115,11 +115,10 @@ def _queries(client: Client, django_assert_num_queries: Any, expected: int) -> N
         assert client.get("/reports/").status_code == 200
 
 
-# Session, user, OTP device, the second-factor check, the facility permission lists the page and its
-# navigation ask for (sign_reports, administer_facility, manage_patients: one query each while
-# clinical.scoping asks per permission), the rows (one query, however many), the audit event (savepoint,
+# Session, user, OTP device, the second-factor check, the user's facility permissions (one query for
+# every permission the page and its navigation ask about: clinical.scoping), the rows (one query, however many), the audit event (savepoint,
 # chain head, insert, update), the running drafts, and the memberships for the bar.
-WORKLIST_QUERIES = 16
+WORKLIST_QUERIES = 14
 
 
 @pytest.mark.parametrize("size", [1, 6])
