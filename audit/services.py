@@ -66,3 +66,19 @@ def audit_record(
         head.last_hash = digest
         head.save(update_fields=["last_seq", "last_hash"])
     return event
+
+
+def audit_read_record(**kwargs: Any) -> AuditEvent:
+    """`audit_record` for a read that changes nothing else (a websocket watching a job, say), in its
+    own transaction committed without waiting for a WAL flush on PostgreSQL. The event is written
+    and chained exactly as before; a database crash may lose the last fraction of a second of such
+    events, always a tail of the chain, never a hole. AUDIT_READ_ASYNC=0 turns this off."""
+    from django.conf import settings
+    from django.db import connection
+
+    if not getattr(settings, "AUDIT_READ_ASYNC", True) or connection.vendor != "postgresql":
+        return audit_record(**kwargs)
+    with transaction.atomic():  # inside an outer transaction, SET LOCAL applies to that one: harmless
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return audit_record(**kwargs)

@@ -234,9 +234,15 @@ if REDIS_URL:
     _db = env_int("REDIS_DB_BASE", 0)
     CELERY_BROKER_URL = f"{_redis_root}/{_db}"
     CELERY_RESULT_BACKEND = f"{_redis_root}/{_db + 1}"
+    # All websocket consumers of one ASGI process share one Redis list for what is sent to them:
+    # with channels_redis' default capacity (100) a process with 1,000 subscribers drops group
+    # messages as soon as it lags; and redis-py's pool refused connections beyond 100 when many
+    # subscribers left at once (bench/ws_fanout.py).
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                    "CONFIG": {"hosts": [f"{_redis_root}/{_db + 2}"]}}
+                    "CONFIG": {"hosts": [{"address": f"{_redis_root}/{_db + 2}",
+                                          "max_connections": env_int("CHANNELS_REDIS_MAX_CONNECTIONS", 1000)}],
+                               "capacity": env_int("CHANNELS_CAPACITY", 5000)}}
     }
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600)

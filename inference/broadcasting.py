@@ -32,9 +32,9 @@ _tasks: set[asyncio.Task[None]] = set()  # a running task must be referenced, or
 async def _drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
     from channels.layers import get_channel_layer
 
-    layer = get_channel_layer()
     while True:
         group, message = await queue.get()
+        layer = get_channel_layer()  # per message: a reset layer (tests do that) takes effect at once
         if layer is None:
             continue
         try:

@@ -40,6 +40,18 @@ def _isolated_caches(settings: Any) -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test gets its own channel layer instance: channels_redis binds locks to the event loop
+    that first used them, and every test runs its websockets in a new loop (asyncio.run), so a
+    layer kept from an earlier test fails with "bound to a different event loop"."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @dataclass
 class Personas:
     facility_a: Facility
