@@ -233,3 +233,11 @@ def test_the_openapi_schema_lists_the_report_endpoints(client_for: Callable[[str
             "/reports/api/{id}/amend/"} <= set(paths)
     sign = paths["/reports/api/{id}/sign/"]["post"]
     assert {"200", "400", "403", "409"} <= set(sign["responses"])
+
+
+def test_it_answers_json_not_a_login_redirect_when_the_second_factor_is_missing(
+        personas: Personas, draft_report: Callable[..., Report]) -> None:
+    report = draft_report()
+    response = login(Client(), personas.physician_a, second_factor=False).get(f"/reports/api/{report.pk}/")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "二要素認証が完了していません。", "code": "second_factor_required"}
