@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 NEW_TOKENS = int(sys.argv[2]) if len(sys.argv) > 2 else 128
+ONE_BY_ONE = "--one-by-one" in sys.argv
 BENCH_DB = "medlmm_bench_inf"
 base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 server = base.rsplit("/", 1)[0]
@@ -47,7 +48,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 settings.AXES_ENABLED = False
-settings.INFERENCE_AUTO_DRAFT = False
+settings.INFERENCE_AUTO_DRAFT = False  # fixtures' visits queue nothing of their own
 
 
 def main() -> None:
@@ -117,9 +118,12 @@ def main() -> None:
                 return message
 
     async def run_stack() -> list[dict[str, Any]]:
-        jobs = []
-        for v in visits:
-            jobs.append(await asyncio.to_thread(services.job_create, actor=staff, visit=v))
+        if ONE_BY_ONE:  # N users each pressing "draft": rows created one after another
+            jobs = [await asyncio.to_thread(services.job_create, actor=staff, visit=v) for v in visits]
+        else:  # N visits arriving together (an import): the path that drafts arrivals, one transaction
+            settings.INFERENCE_AUTO_DRAFT = True  # that path drafts only where auto-drafting is on
+            jobs = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[v.pk for v in visits])
+        assert len(jobs) == N
         return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
 
     with start_worker(app, pool="threads", concurrency=N, queues=["gpu"], perform_ping_check=False,
