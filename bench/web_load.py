@@ -29,9 +29,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing import Any
 
 import requests
+from proc_stats import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
@@ -180,19 +183,6 @@ def run_wrk(endpoint: str, conns: int, seconds: int, args: argparse.Namespace, o
     return subprocess.Popen(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", f"--timeout={args.timeout}s", "-s", str(LUA),
                              f"http://127.0.0.1:{args.port}"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def process_groups(server: subprocess.Popen[bytes], db: str) -> dict[str, list[int]]:

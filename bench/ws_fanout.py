@@ -38,7 +38,11 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing import Any
+
+from proc_stats import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
@@ -264,19 +268,6 @@ def worklist_loop(facility_id: int, jobs: list[Any], seconds: float, counter: di
         broadcast(worklist_group(facility_id), {**messages[counter["sent"] % len(messages)],
                                                 "bench_seq": counter["sent"], "bench_sent": time.time()})
         time.sleep(1.0)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def main() -> None:
