@@ -38,10 +38,9 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proc_stats import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
