@@ -47,6 +47,16 @@ class Report(models.Model):
     assigned_physician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                                            related_name="assigned_reports", verbose_name=_("担当医"))
     signed_at = models.DateTimeField(_("署名日時"), null=True, blank=True)
+    # The visit's values were corrected by a later import (reports/corrections.py). A revision
+    # older than `source_changed_at` was written against values that are no longer true: it may
+    # not be signed, and a signature older than it may not be exported until it is amended.
+    source_changed_at = models.DateTimeField(_("元データの訂正日時"), null=True, blank=True)
+    # item → [before, after] over every correction since the report was made ("before" is the
+    # value its first draft knew), for the banner and the refusal messages.
+    source_changes = models.JSONField(_("訂正された元データ"), default=dict, blank=True)
+    # The visit's grounding sources after the last correction (label → "value unit", 判定理由N):
+    # what every later save is checked against instead of the draft's recorded sources.
+    current_sources = models.JSONField(_("訂正後の照合元"), default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
