@@ -9,3 +9,9 @@ from django.dispatch import Signal
 visits_arrived = Signal()
 # kwargs: study_ids (list[int]) — DICOM studies that arrived (matched to a patient)
 studies_arrived = Signal()
+# kwargs: visit_ids (list[int]) — visits whose values an import corrected; changes
+# (dict[int, dict[str, list[str]]]) — {visit_id: {item: [before, after]}} as shown to people
+# ("6.8", "7.1"; "fasting": ["True", "False"]); actor (User | None) — who ran the import.
+# Sent inside the import's transaction after the corrected visits are re-judged, so a receiver
+# reads the corrected observations and judgements (reports re-ground their drafts and signed text).
+visits_corrected = Signal()

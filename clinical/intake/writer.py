@@ -18,7 +18,7 @@ from clinical.intake.table import ParsedVisit
 from clinical.judging import Judged, VisitMeta, judge_visits, rulesets_in_force, store_judgements
 from clinical.models import CheckupVisit, ImportBatch, Observation, VisitStatus
 from clinical.scoping import role_at
-from clinical.signals import visits_arrived
+from clinical.signals import visits_arrived, visits_corrected
 
 Values = dict[str, tuple[Decimal | None, str]]
 OBS_COLUMNS = ("visit_id", "item", "jlac10", "value_num", "value_text", "unit", "source", "source_row")
@@ -104,6 +104,7 @@ def _correct(batch: ImportBatch, old: list[tuple[tuple[int, date, str], ParsedVi
     merged: dict[int, Values] = {}
     role = role_at(batch.created_by, batch.facility_id)
     n_corrected = 0
+    corrections: dict[int, dict[str, list[str]]] = {}
     for key, v in old:
         vid, fasting = existing[key]
         prior = before.get(vid, {})
@@ -124,6 +125,7 @@ def _correct(batch: ImportBatch, old: list[tuple[tuple[int, date, str], ParsedVi
             merged[vid] = {**prior, **v.values}
         if changed:
             n_corrected += 1
+            corrections[vid] = changed
             # A corrected value is an audited update of the same visit, never a second visit.
             audit_record(kind=EventKind.UPDATE, user=batch.created_by, role=role, facility_id=batch.facility_id,
                          object_type="clinical.checkupvisit", object_id=vid, patient_id=key[0],
@@ -133,6 +135,11 @@ def _correct(batch: ImportBatch, old: list[tuple[tuple[int, date, str], ParsedVi
         update_fields=["value_num", "value_text", "unit", "jlac10", "source", "source_row"])
     judged: list[Judged] = judge_visits(metas, merged, rulesets=rulesets)
     store_judgements(judged)
+    if corrections:
+        # After the re-judgement: receivers rebuild what a report is checked against from the
+        # corrected rows. Still inside the import's transaction, so a failed file flags nothing.
+        visits_corrected.send(sender=ImportBatch, visit_ids=list(corrections), changes=corrections,
+                              actor=batch.created_by)
     return n_corrected, len(upserts)
 
 
