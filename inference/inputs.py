@@ -84,33 +84,60 @@ def _request(job: InferenceJob, mv: ModelVersion, prompt: Any, structured: dict[
     )
 
 
-def _for_visit(job: InferenceJob, mv: ModelVersion, visit: CheckupVisit) -> PreparedInput:
-    observations = list(Observation.objects.filter(visit=visit).order_by("id"))
-    if not observations:
-        raise InputError("この受診には検査結果がありません")
-    measurements: dict[str, Any] = {}
-    reference: dict[str, str] = {}
+def _measurements(observations: list[Observation]) -> dict[str, dict[str, str]]:
+    """item → {"value", "label", "unit"}, in the order given (the prompt lists them so)."""
+    measurements: dict[str, dict[str, str]] = {}
     for obs in observations:
         item = BY_KEY.get(obs.item)
         label = item.label if item else obs.item
         unit = obs.unit or (item.unit if item else "")
         value = _plain(obs.value_num) if obs.value_num is not None else obs.value_text
         measurements[obs.item] = {"value": value, "label": label, "unit": unit}
-        reference[label] = f"{value} {unit}".strip()
-    reasons: list[dict[str, Any]] = []
-    outcome_lines: list[str] = []
-    for sr in ScreeningResult.objects.filter(visit=visit).order_by("ruleset"):
-        for text in sr.reasons or []:
-            reasons.append({"text": str(text), "referral": bool(sr.follow_up)})
-            outcome_lines.append(f"{sr.ruleset}: {text}")
+    return measurements
+
+
+def _reference(measurements: dict[str, dict[str, str]]) -> dict[str, str]:
+    return {m["label"]: f"{m['value']} {m['unit']}".strip() for m in measurements.values()}
+
+
+def _reasons(screenings: list[ScreeningResult]) -> list[tuple[str, str, bool]]:
+    """(rule set, reason, referral) of every judgement reason, in rule-set order."""
+    return [(sr.ruleset, str(text), bool(sr.follow_up)) for sr in screenings for text in sr.reasons or []]
+
+
+def sources_from(observations: list[Observation], screenings: list[ScreeningResult]) -> dict[str, str]:
+    """The number sources of a visit's draft (label → "value unit", 判定理由N → reason), from rows
+    already loaded: observations by id, screening results by rule set."""
+    sources = _reference(_measurements(observations))
+    sources.update({f"判定理由{i}": text for i, (_rs, text, _ref) in enumerate(_reasons(screenings), start=1)})
+    return sources
+
+
+def visit_sources(visit: CheckupVisit) -> dict[str, str]:
+    """What a draft of `visit` would be checked against now. Without a job: callers outside drafting
+    (a report whose visit was corrected) re-check text against the same data a new draft would get."""
+    return sources_from(list(Observation.objects.filter(visit=visit).order_by("id")),
+                        list(ScreeningResult.objects.filter(visit=visit).order_by("ruleset")))
+
+
+def _for_visit(job: InferenceJob, mv: ModelVersion, visit: CheckupVisit) -> PreparedInput:
+    observations = list(Observation.objects.filter(visit=visit).order_by("id"))
+    if not observations:
+        raise InputError("この受診には検査結果がありません")
+    screenings = list(ScreeningResult.objects.filter(visit=visit).order_by("ruleset"))
+    measurements = _measurements(observations)
+    reference = _reference(measurements)
+    judged = _reasons(screenings)
+    reasons = [{"text": text, "referral": referral} for _rs, text, referral in judged]
+    outcome_lines = [f"{ruleset}: {text}" for ruleset, text, _ref in judged]
     patient = visit.patient
     prompt = render_prompt(
         job.task, mv.prompt_version or None,
         age=age_on(patient.birth_date, visit.exam_date), sex=patient.sex, clinical_notes="なし",
         reference_data=reference, screening_results=outcome_lines, study_findings="なし",
     )
-    sources: dict[str, Any] = dict(reference)
-    sources.update({f"判定理由{i}": r["text"] for i, r in enumerate(reasons, start=1)})
+    # The same function a corrected visit's reports are re-checked with: one definition of a source.
+    sources: dict[str, Any] = sources_from(observations, screenings)
     structured = {"measurements": measurements, "reasons": reasons}
     summary = {"visit": visit.pk, "exam_date": str(visit.exam_date), "observations": len(observations),
                "reasons": len(reasons)}
