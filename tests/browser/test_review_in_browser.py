@@ -1,6 +1,7 @@
 """A physician's day, in real chromium: log in with TOTP, open the worklist, watch a draft arrive
 without reloading, open it with the keyboard, correct the number the grounding check flagged
-(HbA1c 6.3 → 6.8), sign with re-authentication (a wrong password first), and see it read-only.
+(HbA1c 6.3 → 6.8), sign with re-authentication (a wrong password first), see it read-only, and
+download the result letter (pdftotext: the kanji name and the corrected value).
 And the editor's promise: an autosave, then a colleague's save, come back as both versions side by
 side; nothing is overwritten until the physician chooses.
 
@@ -11,6 +12,7 @@ thread through the real broker and channel layer."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -139,6 +141,17 @@ def test_a_physician_corrects_a_flagged_number_and_signs_in_the_browser(
     assert letter.get_attribute("href") == f"/reports/{report.pk}/letter.pdf"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+
+    # The letter, fetched with the browser's own session: the examinee's name in kanji and the
+    # corrected value, never the model's 6.3.
+    pdf = page.request.get(f"{asgi_server}{letter.get_attribute('href')}")
+    assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", "-", "-"], input=pdf.body(), capture_output=True,
+                          check=True).stdout.decode("utf-8")
+    patient = report.patient
+    assert patient is not None
+    assert f"{patient.family_name} {patient.given_name}" in text or f"{patient.family_name}{patient.given_name}" in text
+    assert "HbA1c 6.8 %" in text and "HbA1c 6.3" not in text
 
 
 def test_an_autosave_then_a_colleagues_save_shows_both_versions_and_loses_nothing(
