@@ -3,12 +3,19 @@ readable as text in tests), one line per model version over weeks."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 520, 180, 44, 12, 18, 30
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 520, 190, 44, 12, 40, 30
 PALETTE = ("#1f6fb2", "#d9534f", "#2e8b57", "#8a5cc2", "#e69500", "#555555")
+
+
+def _nice_ceiling(x: float) -> float:
+    """The smallest 1, 2 or 5 × 10^k at or above x, so the axis reads 0 / half / top in round numbers."""
+    scale = 10 ** math.floor(math.log10(x))
+    return next(m * scale for m in (1, 2, 5, 10) if m * scale >= x)
 
 
 def weekly_svg(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, float]]]], *,
@@ -18,8 +25,7 @@ def weekly_svg(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, 
     values = [v for _label, points in series for _w, v in points]
     if not weeks:
         return ""
-    hi = max([*values, 1.0 if percent else 0.0]) or 1.0
-    hi = 1.0 if percent else hi * 1.1
+    hi = 1.0 if percent else _nice_ceiling(max([*values, 1.0]))
     index = {w: i for i, w in enumerate(weeks)}
 
     def x(w: datetime) -> float:
@@ -30,7 +36,7 @@ def weekly_svg(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, 
         return PAD_T + (H - PAD_T - PAD_B) * (1 - v / hi)
 
     def fmt(v: float) -> str:
-        return f"{v * 100:.0f}%" if percent else f"{v:.0f}"
+        return f"{v * 100:.0f}%" if percent else f"{v:g}"
 
     parts = [f'<svg class="qchart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" '
              f'xmlns="http://www.w3.org/2000/svg">',
@@ -49,7 +55,7 @@ def weekly_svg(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, 
         for w, v in ordered:
             parts.append(f'<circle cx="{x(w):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
                          f'<title>{escape(label)} {w:%Y-%m-%d}: {fmt(v)}</title></circle>')
-        parts.append(f'<text x="{PAD_L + 6 + 150 * (n % 3)}" y="{PAD_T + 12 + 12 * (n // 3)}" fill="{colour}" '
+        parts.append(f'<text x="{PAD_L + 6 + 150 * (n % 3)}" y="{24 + 12 * (n // 3)}" fill="{colour}" '
                      f'class="legend">■ {escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
