@@ -1,4 +1,4 @@
-"""Reports listen to inference (dependencies point one way: inference knows nothing of reports)."""
+"""Reports listen to inference and clinical (dependencies point one way: neither knows reports)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,11 @@ def on_draft_ready(sender: Any, *, job: InferenceJob, **_kwargs: Any) -> None:
     from reports.services import revision_create_from_draft
 
     revision_create_from_draft(job=job)
+
+
+def on_visits_corrected(sender: Any, *, visit_ids: list[int], changes: dict[int, dict[str, list[str]]],
+                        actor: Any = None, **_kwargs: Any) -> None:
+    # Inside the import's transaction: the reports are flagged with the corrected values, or not at all.
+    from reports.corrections import reports_mark_corrected
+
+    reports_mark_corrected(visit_ids=visit_ids, changes=changes, actor=actor)

@@ -17,6 +17,7 @@ from audit.services import audit_record
 from clinical.models import ScreeningResult, User
 from clinical.scoping import facility_ids_for, role_at
 from inference.models import InferenceJob
+from reports import corrections
 from reports import grounding as report_grounding
 from reports.canonical import CANONICAL_VERSION, canonical_content, content_sha256
 from reports.models import (
@@ -70,6 +71,13 @@ class SignRefused(ReportRefused):
     def __init__(self, message: str, *, unconfirmed: Iterable[dict[str, Any]] = ()) -> None:
         super().__init__(message)
         self.unconfirmed = list(unconfirmed)
+
+
+class SourcesChanged(SignRefused):
+    """The visit's values were corrected after the revision to be signed was written: the physician
+    saves once more (checked against the corrected values) before signing."""
+
+    code = "sources_changed"
 
 
 # --- drafts from the model --------------------------------------------------------------------------
@@ -164,7 +172,9 @@ def revision_save(*, report: Report, actor: User, text: str, base_number: int, a
         head = _head(report)
         if head.number != base_number:
             raise RevisionConflict(current=head, yours=text)
-        if head.text == text and findings is None:
+        # The same text again is a new revision after a correction: saving is how the physician
+        # re-checks it against the corrected values, and what lets them sign it.
+        if head.text == text and findings is None and not corrections.unsaved_correction(report, head):
             return head
         revision = _append(report=report, head=head, actor=actor, text=text, findings=findings,
                            kind=RevisionKind.AUTOSAVE if autosave else RevisionKind.EDIT)
@@ -179,7 +189,7 @@ def revision_save(*, report: Report, actor: User, text: str, base_number: int, a
                      patient_id=report.patient_id,
                      details={"report": report.pk, "number": revision.number, "kind": revision.kind,
                               "grounding_issues": len(revision.grounding.get("issues", []))})
-        _announce(report)
+        report_announce(report)
     return revision
 
 
@@ -209,6 +219,8 @@ def _unconfirmed(revision: ReportRevision, confirmed: set[str]) -> list[dict[str
 
 def _sign(*, report: Report, revision: ReportRevision, actor: User, method: str, confirmed: set[str],
           amends: SignOff | None = None, reason: str = "") -> SignOff:
+    if corrections.unsaved_correction(report, revision):
+        raise SourcesChanged(corrections.sign_refusal_message(report))
     missing = _unconfirmed(revision, confirmed)
     if missing:
         message = _("原データと一致しない数値があります。修正するか、確認済みにしてから署名してください: %(list)s")
@@ -232,7 +244,7 @@ def _sign(*, report: Report, revision: ReportRevision, actor: User, method: str,
                  patient_id=report.patient_id,
                  details={"revision": revision.number, "sha256": signoff.content_sha256, "method": method,
                           "confirmed_numbers": len(kept), "amendment": amends is not None})
-    _announce(report)
+    report_announce(report)
     return signoff
 
 
@@ -274,7 +286,9 @@ def report_amend(*, report: Report, actor: User, text: str, reason: str, method:
         previous = SignOff.objects.filter(report=report).order_by("-signed_at").first()
         if previous is None or previous.revision_id != head.pk:
             raise ReportRefused(_("署名済みの版が見つかりません。"))
-        if head.text == text:
+        # After a correction the physician may re-sign the same text: it is checked again against the
+        # corrected values, and the new signature records that they looked.
+        if head.text == text and not corrections.corrected_after_signing(report):
             raise ReportRefused(_("本文が変わっていません。修正内容を入力してください。"))
         revision = _append(report=report, head=head, actor=actor, text=text, kind=RevisionKind.AMENDMENT,
                            reason=reason)
@@ -287,7 +301,7 @@ def report_amend(*, report: Report, actor: User, text: str, reason: str, method:
                      amends=previous, reason=reason)
 
 
-def _announce(report: Report) -> None:
+def report_announce(report: Report) -> None:
     """Tell the facility's worklists that this report changed (after commit)."""
     from inference.broadcasting import broadcast_on_commit
     from inference.events import worklist_group

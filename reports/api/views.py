@@ -27,7 +27,7 @@ from reports.api.serializers import (
     SignIn,
     SignOffOut,
 )
-from reports.grounding import sources_of
+from reports.grounding import sources_now
 from reports.models import Report
 from reports.quality import model_draft_of
 
@@ -44,7 +44,7 @@ def _refused(exc: services.ReportRefused, report: Report) -> Response:
         code = status.HTTP_409_CONFLICT
     else:
         code = status.HTTP_400_BAD_REQUEST
-    sources = sources_of(selectors.head_revision(report)) if getattr(exc, "unconfirmed", None) else None
+    sources = sources_now(report, selectors.head_revision(report)) if getattr(exc, "unconfirmed", None) else None
     return Response(ErrorOut(shapes.refusal(exc, sources)).data, status=code)
 
 
