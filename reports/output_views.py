@@ -35,12 +35,14 @@ def _audit_export(request: HttpRequest, report: Report, signoff: SignOff, fmt: s
                           "amended": signoff.amends_id is not None, "bytes": size})
 
 
-def _refuse_unsigned(request: HttpRequest, report: Report, fmt: str) -> HttpResponse:
-    """409: the report is in the user's scope but has no signature; say so, and record the try."""
+def _refuse_unsigned(request: HttpRequest, exc: NotSigned, fmt: str) -> HttpResponse:
+    """409: the report is in the user's scope but has no signature that may go out (none yet, or
+    one older than a correction of its values); say so, and record the try."""
+    report = exc.report
     audit_record(kind=EventKind.EXPORT, outcome=Outcome.FAILURE, role=role_at(request.user, report.facility_id),
                  facility_id=report.facility_id, object_type="reports.report", object_id=report.pk,
-                 patient_id=report.patient_id, details={"format": fmt, "reason": "not_signed"})
-    message = _("この所見はまだ署名されていません。結果報告書と FHIR 出力は、医師が署名した所見からだけ作成できます。")
+                 patient_id=report.patient_id, details={"format": fmt, "reason": exc.reason})
+    message = exc.message
     if fmt == "fhir":
         outcome = {"resourceType": "OperationOutcome",
                    "issue": [{"severity": "error", "code": "business-rule", "diagnostics": message}]}
@@ -54,7 +56,7 @@ def letter_pdf_view(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         report, signoff = signed_for_output(request.user, pk)
     except NotSigned as exc:
-        return _refuse_unsigned(request, exc.report, "pdf")
+        return _refuse_unsigned(request, exc, "pdf")
     pdf = letter_pdf(letter_for(report, signoff))
     _audit_export(request, report, signoff, "pdf", len(pdf))
     response = HttpResponse(pdf, content_type="application/pdf")
@@ -69,7 +71,7 @@ def fhir_view(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         report, signoff = signed_for_output(request.user, pk)
     except NotSigned as exc:
-        return _refuse_unsigned(request, exc.report, "fhir")
+        return _refuse_unsigned(request, exc, "fhir")
     response = JsonResponse(report_bundle(report, signoff), content_type=FHIR_JSON,
                             json_dumps_params={"ensure_ascii": False})
     _audit_export(request, report, signoff, "fhir", len(response.content))

@@ -24,6 +24,7 @@ from audit.kinds import EventKind, Outcome
 from audit.services import audit_record
 from clinical.models import CheckupVisit, Facility, User
 from clinical.scoping import facility_ids_for, role_at
+from reports.corrections import corrected_after_signing
 from reports.letters.context import KIND_LABELS, Letter, letter_for
 from reports.letters.pdf import letters_pdf
 from reports.models import PrintBatch, PrintStatus, Report, ReportStatus, SignOff
@@ -101,7 +102,12 @@ def print_targets(*, facility_id: int, exam_date: date) -> Targets:
             skipped.append(_skip(visit.patient, visit.pk, None, "", _("所見がまだ作成されていません")))
     for report in reports:
         signoff = latest.get(report.pk)
-        if report.status in (ReportStatus.SIGNED, ReportStatus.AMENDED) and signoff is not None:
+        if corrected_after_signing(report):
+            # The letter's table would show the corrected values beside a comment signed on the old.
+            skipped.append(_skip(report.patient, report.visit_id, report,
+                                 str(KIND_LABELS.get(report.kind, report.kind)),
+                                 _("署名後に元データが訂正されました（署名後の修正が必要です）")))
+        elif report.status in (ReportStatus.SIGNED, ReportStatus.AMENDED) and signoff is not None:
             letters.append((report, signoff))
         else:
             skipped.append(_skip(report.patient, report.visit_id, report,

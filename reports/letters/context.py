@@ -22,7 +22,7 @@ from clinical.models import CheckupVisit, Observation, Patient, ScreeningResult
 from clinical.screening import RuleSet, RuleSetError, load_ruleset
 from clinical.screening.model import LEVELS, OP_SYMBOL
 from clinical.selectors_checkups import patient_trends
-from reports import selectors
+from reports import corrections, selectors
 from reports.letters.follow_up import FollowUp, follow_up_for
 from reports.models import Report, SignOff
 
@@ -44,18 +44,39 @@ MAX_CHARTS = 6  # two rows of three on the second page; more would push the comm
 class NotSigned(Exception):
     """The report exists and is in the user's scope, but nothing of it is signed yet."""
 
+    reason = "not_signed"
+
     def __init__(self, report: Report) -> None:
         super().__init__(f"report {report.pk} is not signed")
         self.report = report
 
+    @property
+    def message(self) -> str:
+        return _("この所見はまだ署名されていません。結果報告書と FHIR 出力は、医師が署名した所見からだけ作成できます。")
+
+
+class CorrectedAfterSigning(NotSigned):
+    """Signed, but the visit's values were corrected after the latest signature: the letter's table
+    (current values) and the signed comment (old values) could disagree, so nothing goes out until
+    an amendment is signed after the correction."""
+
+    reason = "corrected_after_signing"
+
+    @property
+    def message(self) -> str:
+        return corrections.output_refusal_message(self.report)
+
 
 def signed_for_output(user: Any, pk: int) -> tuple[Report, SignOff]:
     """The report and its latest sign-off. Outside the user's facilities: 404 (audited by the
-    scoping helper); in scope but unsigned: NotSigned, so the caller can say why."""
+    scoping helper); in scope but unsigned: NotSigned, so the caller can say why; signed before a
+    correction of its values: CorrectedAfterSigning."""
     report = selectors.report_for(user, pk)
     signoff = selectors.latest_signoff(report)
     if report.status not in selectors.SIGNED or signoff is None:
         raise NotSigned(report)
+    if report.source_changed_at is not None and report.source_changed_at > signoff.signed_at:
+        raise CorrectedAfterSigning(report)
     return report, signoff
 
 
