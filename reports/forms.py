@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from reports.models import Priority, ReauthMethod, ReportStatus
 from reports.presenting import KIND_LABELS
-from reports.selectors import WorklistFilters
+from reports.selectors import CORRECTED, WorklistFilters
 
 MAX_CONFIRMED = 200
 
@@ -24,7 +24,7 @@ def confirmed_keys(data: QueryDict) -> list[str]:
 class WorklistForm(forms.Form):
     status = forms.ChoiceField(label=_("状態"), required=False, choices=[
         ("", _("未署名すべて")), (ReportStatus.DRAFT, ReportStatus.DRAFT.label),
-        (ReportStatus.IN_REVIEW, ReportStatus.IN_REVIEW.label)])
+        (ReportStatus.IN_REVIEW, ReportStatus.IN_REVIEW.label), (CORRECTED, _("要修正（データ訂正）"))])
     kind = forms.ChoiceField(label=_("種類"), required=False, choices=[("", _("すべて")), *KIND_LABELS.items()])
     priority = forms.TypedChoiceField(label=_("優先度"), required=False, coerce=int, empty_value=None,
                                       choices=[("", _("すべて")), *sorted(Priority.choices, reverse=True)])

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from clinical.scoping import facility_ids_for
-from reports import grounding, presenting, reference, selectors
+from reports import corrections, grounding, presenting, reference, selectors
 from reports.models import Report, ReportStatus
 
 AUTOSAVE_MS = 5000
@@ -68,7 +68,8 @@ def review_context(user: Any, report: Report, **extra: Any) -> dict[str, Any]:
         "segments": presenting.segments(head.text, flags),
         "changes": presenting.sentence_changes(draft, head),
         "head_author": presenting.author(head),
-        "sources": grounding.sources_of(head),
+        "sources": grounding.sources_now(report, head),
+        "correction": corrections.banner(report, head),
         "reference_data": head.reference_data or {},
         "inputs_summary": (head.inputs or {}).get("summary") or {},
         "prior": [{"report": r, "signoff": so, "kind_label": presenting.kind_label(r.kind)}

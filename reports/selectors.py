@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import JSONField, OuterRef, QuerySet, Subquery
+from django.db.models import F, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from audit.kinds import EventKind, Outcome
@@ -55,7 +55,7 @@ WORKLIST_SIZE = 200
 
 @dataclass(frozen=True)
 class WorklistFilters:
-    status: str = ""  # one of WORKLIST_STATUSES, or "" for both
+    status: str = ""  # one of WORKLIST_STATUSES, CORRECTED, or "" for all
     kind: str = ""
     priority: int | None = None
     mine: bool = False  # only reports assigned to the user
@@ -67,10 +67,19 @@ def worklist_facility_ids(user: Any) -> list[int]:
     return sorted(set(facility_ids_for(user, "sign_reports")) | set(facility_ids_for(user, "administer_facility")))
 
 
+# Signed reports whose values an import corrected after the latest signature: back on the worklist
+# (要修正（データ訂正）) until an amendment is signed, so a wrong letter is not forgotten.
+CORRECTED = "corrected"
+CORRECTED_AFTER_SIGNING = Q(status__in=SIGNED, source_changed_at__gt=F("signed_at"))
+
+
 def _worklist_base(user: Any, filters: WorklistFilters) -> QuerySet[Report]:
-    qs = Report.objects.filter(facility_id__in=worklist_facility_ids(user), status__in=WORKLIST_STATUSES)
+    qs = Report.objects.filter(Q(status__in=WORKLIST_STATUSES) | CORRECTED_AFTER_SIGNING,
+                               facility_id__in=worklist_facility_ids(user))
     if filters.status in WORKLIST_STATUSES:
         qs = qs.filter(status=filters.status)
+    elif filters.status == CORRECTED:
+        qs = qs.filter(CORRECTED_AFTER_SIGNING)
     if filters.kind:
         qs = qs.filter(kind=filters.kind)
     if filters.priority is not None:
@@ -89,6 +98,7 @@ def report_worklist(user: Any, filters: WorklistFilters) -> QuerySet[Report]:
     return (_worklist_base(user, filters)
             .select_related("patient", "facility", "visit", "study", "assigned_physician")
             .annotate(head_number=Subquery(head.values("number")[:1]),
+                      head_created_at=Subquery(head.values("created_at")[:1]),
                       head_grounding=Subquery(head.values("grounding")[:1], output_field=JSONField()))
             [:WORKLIST_SIZE])
 

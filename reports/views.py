@@ -17,17 +17,18 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.kinds import EventKind
 from audit.services import audit_record
 from clinical.scoping import facility_ids_for, role_at
-from reports import presenting, selectors, services
+from reports import corrections, presenting, selectors, services
 from reports.forms import SaveForm, SignForm, WorklistForm, confirmed_keys
-from reports.grounding import sources_of
+from reports.grounding import sources_now
 from reports.review import review_context
 
 
 @login_required
 @require_GET
 def worklist(request: HttpRequest) -> HttpResponse:
-    """Unsigned reports of the user's facilities, urgent first. `?partial=1` answers the list body
-    alone: the page's script re-fetches it when the worklist websocket says something changed."""
+    """Unsigned reports of the user's facilities (and signed ones whose values were corrected since),
+    urgent first. `?partial=1` answers the list body alone: the page's script re-fetches it when the
+    worklist websocket says something changed."""
     user: Any = request.user
     if not selectors.worklist_facility_ids(user):
         raise PermissionDenied(_("所見一覧は医師と管理者だけが開けます。"))
@@ -37,6 +38,11 @@ def worklist(request: HttpRequest) -> HttpResponse:
     for r in reports:
         r.flag_count = len((r.head_grounding or {}).get("issues") or [])  # type: ignore[attr-defined]
         r.kind_label = presenting.kind_label(r.kind)  # type: ignore[attr-defined]
+        # From the row alone (no query per row): signed before a correction, or not saved since one.
+        r.needs_amendment = corrections.corrected_after_signing(r)  # type: ignore[attr-defined]
+        r.needs_resave = (r.status not in selectors.SIGNED and r.source_changed_at is not None  # type: ignore[attr-defined]
+                          and r.head_created_at is not None  # type: ignore[attr-defined]
+                          and r.source_changed_at > r.head_created_at)  # type: ignore[attr-defined]
     audit_record(kind=EventKind.PHI_SEARCH, object_type="reports.report",
                  details={"view": "worklist", "results": len(reports),
                           "filters": {k: str(v) for k, v in vars(filters).items() if v not in ("", None, False)}})
@@ -122,7 +128,7 @@ def review_amend(request: HttpRequest, pk: int) -> HttpResponse:
         unconfirmed = getattr(exc, "unconfirmed", [])
         head = selectors.head_revision(report)
         amend = {"error": exc.message, "text": data["text"], "reason": data["reason"],
-                 "unconfirmed": presenting.describe(unconfirmed, sources_of(head))}
+                 "unconfirmed": presenting.describe(unconfirmed, sources_now(report, head))}
         return render(request, "reports/review.html", review_context(request.user, report, amend=amend), status=400)
     messages.success(request, _("修正を署名しました。"))
     return redirect("reports_review", pk=pk)
