@@ -217,3 +217,38 @@ def test_a_correction_at_facility_b_leaves_facility_a_alone(
     assert theirs.source_changes == {"hba1c": ["6.8", "7.4"]}
     assert mine.source_changed_at is None and mine.current_sources == {}
     assert Observation.objects.get(visit=mine.visit, item="hba1c").value_num == Decimal("6.8")
+
+
+def test_the_worklist_lists_corrected_reports_without_a_query_per_row(
+        personas: Personas, draft_report: Callable[..., Report], correct: Import,
+        client_for: Callable[[str], Client], django_assert_num_queries: Any) -> None:
+    from tests.reports.test_worklist import WORKLIST_QUERIES
+
+    signed = draft_report()
+    _sign(signed, personas, 1)
+    unsaved = draft_report()
+    for report in (signed, unsaved):
+        correct(report, hba1c="7.0")
+    draft_report()
+    client = client_for("physician_a")
+    client.get("/reports/")  # warm per-process caches
+    with django_assert_num_queries(WORKLIST_QUERIES):
+        html = client.get("/reports/").content.decode()
+    rows = {pk: html[html.index(f'data-report="{pk}"'):].split("</tr>")[0] for pk in (signed.pk, unsaved.pk)}
+    assert 'data-corrected="amend"' in rows[signed.pk] and "要修正（データ訂正）" in rows[signed.pk]
+    assert 'data-corrected="save"' in rows[unsaved.pk]
+
+
+def test_the_batch_print_leaves_out_a_letter_signed_before_a_correction(
+        personas: Personas, draft_report: Callable[..., Report], correct: Import) -> None:
+    import datetime as dt
+
+    from reports.printing import print_targets
+
+    report = draft_report()
+    _sign(report, personas, 1)
+    correct(report, hba1c="7.1")
+    targets = print_targets(facility_id=personas.facility_a.pk, exam_date=dt.date(2024, 6, 1))
+    assert report.pk not in [r.pk for r, _s in targets.letters]
+    assert [s["reason"] for s in targets.skipped if s["report"] == report.pk] == [
+        "署名後に元データが訂正されました（署名後の修正が必要です）"]
