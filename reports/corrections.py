@@ -40,7 +40,7 @@ def reports_mark_corrected(*, visit_ids: list[int], changes: dict[int, Changes],
         reports = list(Report.objects.select_for_update().filter(visit_id__in=visit_ids).order_by("id"))
         if not reports:
             return []
-        sources = _sources_now({r.visit_id for r in reports if r.visit_id is not None})
+        sources = visit_sources_now({r.visit_id for r in reports if r.visit_id is not None})
         now = timezone.now()
         roles: dict[int, str] = {}
         for report in reports:
@@ -65,7 +65,7 @@ def reports_mark_corrected(*, visit_ids: list[int], changes: dict[int, Changes],
     return reports
 
 
-def _sources_now(visit_ids: set[int]) -> dict[int, dict[str, str]]:
+def visit_sources_now(visit_ids: set[int]) -> dict[int, dict[str, str]]:
     """Each visit's grounding sources after the correction, in two queries whatever the number."""
     observations: dict[int, list[Observation]] = defaultdict(list)
     for obs in Observation.objects.filter(visit_id__in=visit_ids).order_by("visit_id", "id"):

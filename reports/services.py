@@ -121,7 +121,26 @@ def revision_create_from_draft(*, job: InferenceJob) -> ReportRevision | None:
                      object_id=revision.pk, patient_id=job.patient_id,
                      details={"report": report.pk, "number": number, "job": job.pk, "model": str(mv),
                               "grounding_issues": len((job.grounding or {}).get("issues", []))})
+        _flag_if_sources_moved(job)
     return revision
+
+
+def _flag_if_sources_moved(job: InferenceJob) -> None:
+    """A correction import that committed while this job was generating left the draft written
+    against the old values (its visits_corrected came before the report existed). Compare the
+    sources the draft was checked against with the visit's now; if they differ, the report is
+    flagged exactly as a correction after drafting would flag it."""
+    from reports.corrections import reports_mark_corrected, visit_sources_now
+
+    drafted = (job.grounding or {}).get("sources")
+    if job.visit_id is None or drafted is None:
+        return
+    now = visit_sources_now({job.visit_id}).get(job.visit_id, {})
+    if now == drafted:
+        return
+    changes = {key: [drafted.get(key, "—"), now.get(key, "—")] for key in sorted(set(drafted) | set(now))
+               if drafted.get(key) != now.get(key) and not key.startswith("判定理由")}
+    reports_mark_corrected(visit_ids=[job.visit_id], changes={job.visit_id: changes})
 
 
 # --- physicians' revisions --------------------------------------------------------------------------

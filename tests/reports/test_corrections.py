@@ -252,3 +252,31 @@ def test_the_batch_print_leaves_out_a_letter_signed_before_a_correction(
     assert report.pk not in [r.pk for r, _s in targets.letters]
     assert [s["reason"] for s in targets.skipped if s["report"] == report.pk] == [
         "署名後に元データが訂正されました（署名後の修正が必要です）"]
+
+
+def test_a_correction_that_lands_while_the_model_is_drafting_flags_the_new_draft(
+        personas: Personas, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race: the job read the visit, then an import corrected it, then the draft was stored."""
+    from inference import runner
+    from inference import services as inference_services
+    from tests.inference.conftest import make_visit
+
+    canned = request.getfixturevalue("canned")
+    monkeypatch.setattr(runner.heartbeat, "add", lambda job_id, held: None)  # see tests/reports/conftest.py
+    visit = make_visit(personas.facility_a, mrn="RACE01")
+    real_prepare = runner.prepare
+
+    def prepare_then_correct(job: Any) -> Any:
+        prepared = real_prepare(job)
+        Observation.objects.filter(visit=visit, item="hba1c").update(value_num=Decimal("7.1"))
+        return prepared
+
+    monkeypatch.setattr(runner, "prepare", prepare_then_correct)
+    job = inference_services.job_create(actor=personas.physician_a, visit=visit, model_version=canned(WRONG_DRAFT))
+    assert runner.run_job(job.pk) == "succeeded"
+    report = Report.objects.get(visit=visit)
+    assert report.source_changed_at is not None
+    assert report.source_changes == {"HbA1c": ["6.8 %", "7.1 %"]}
+    with pytest.raises(services.SignRefused, match="HbA1c"):
+        services.report_sign(report=report, actor=personas.physician_a, revision_number=1, method="password",
+                             credential=PASSWORD)
