@@ -21,7 +21,7 @@ from clinical.scoping import facility_ids_for, get_scoped_or_404, role_at, scope
 from reports import printing
 from reports.fhir import report_bundle
 from reports.letters.context import NotSigned, letter_for, signed_for_output
-from reports.letters.pdf import letter_pdf
+from reports.letters.pdf import RendererUnavailable, letter_pdf
 from reports.models import PrintBatch, Report, SignOff
 
 FHIR_JSON = "application/fhir+json"
@@ -57,7 +57,14 @@ def letter_pdf_view(request: HttpRequest, pk: int) -> HttpResponse:
         report, signoff = signed_for_output(request.user, pk)
     except NotSigned as exc:
         return _refuse_unsigned(request, exc, "pdf")
-    pdf = letter_pdf(letter_for(report, signoff))
+    try:
+        pdf = letter_pdf(letter_for(report, signoff))
+    except RendererUnavailable:
+        # Not the user's fault and not a crash: say what the machine lacks (Debian: libpango-1.0-0,
+        # libpangoft2-1.0-0 and fonts-noto-cjk; .ci/run installs them).
+        message = _("この端末には PDF 作成に必要なライブラリ（Pango）がありません。管理者に連絡してください。")
+        return render(request, "reports/output_unavailable.html", {"report": report, "message": message},
+                      status=503)
     _audit_export(request, report, signoff, "pdf", len(pdf))
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="result-letter-{report.pk}.pdf"'

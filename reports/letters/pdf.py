@@ -24,6 +24,18 @@ class FetchRefused(ValueError):
     pass
 
 
+class RendererUnavailable(RuntimeError):
+    """weasyprint could not load its system libraries (Pango): the machine lacks them."""
+
+
+def _weasyprint() -> Any:
+    try:
+        import weasyprint
+    except OSError as exc:  # weasyprint loads libpango through cffi at import time
+        raise RendererUnavailable(str(exc)) from exc
+    return weasyprint
+
+
 def _fetch_nothing(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     if url.startswith("data:"):
         from weasyprint import default_url_fetcher
@@ -49,7 +61,7 @@ def letter_html(letter: Letter) -> str:
 
 
 def _document(letter: Letter, font_config: Any = None) -> Any:
-    from weasyprint import HTML
+    HTML = _weasyprint().HTML
 
     return HTML(string=letter_html(letter), url_fetcher=_fetch_nothing, base_url=None).render(
         stylesheets=[_stylesheet()], font_config=font_config)

@@ -204,3 +204,15 @@ def test_it_renders_a_letter_in_reasonable_time(corrected: Report) -> None:
     per_letter = (time.perf_counter() - started) / 3
     print(f"letter PDF render: {per_letter * 1000:.0f} ms")  # the figure quoted in the closing note (run with -s)
     assert per_letter < 3.0  # 0.3–1 s measured here (2 loaded cores); generous for a busy CI machine
+
+
+def test_a_machine_without_pango_gets_a_clear_503_not_a_crash(
+        corrected: Report, client_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.letters.pdf as pdf_module
+
+    def no_pango() -> Any:
+        raise pdf_module.RendererUnavailable("cannot load library 'libpango-1.0-0'")
+
+    monkeypatch.setattr(pdf_module, "_weasyprint", no_pango)
+    response = client_for("physician_a").get(f"/reports/{corrected.pk}/letter.pdf")
+    assert response.status_code == 503 and "Pango" in response.content.decode()
