@@ -343,7 +343,8 @@ def run(args: argparse.Namespace) -> None:
 
     log = open(WORK / "server.log", "wb")  # open as long as the server runs
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                               "--port", str(args.port), "--workers", "1", "--lifespan", "off", "--no-access-log"],
+                               "--port", str(args.port), "--workers", "1", "--lifespan", "off", "--no-access-log",
+                               "--ws-per-message-deflate", "false"],  # as config/launcher.py runs it
                               cwd=ROOT, env=env_for(args), stdout=log, stderr=subprocess.STDOUT)
     clients: list[subprocess.Popen[str]] = []
     try:

@@ -18,8 +18,10 @@ PY = sys.executable
 
 def commands(host: str, port: int, extra: Sequence[str] = ()) -> dict[str, list[str]]:
     return {
+        # No per-message deflate: our websocket frames are small JSON deltas, and compressing each one
+        # for each subscriber cost more CPU than the rest of the delivery (bench/ws_fanout.py).
         "web": [PY, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-                "--lifespan", "off", "--no-access-log"],
+                "--lifespan", "off", "--no-access-log", "--ws-per-message-deflate", "false"],
         "worker-default": [PY, "-m", "celery", "-A", "config", "worker", "-Q", "default", "-n", "default@%h",
                            "--concurrency", os.environ.get("CELERY_DEFAULT_CONCURRENCY", "2"), "-l", "INFO"],
         # One process per GPU; the engine inside batches across concurrent jobs (issue 5).
