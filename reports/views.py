@@ -48,6 +48,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
                           "filters": {k: str(v) for k, v in vars(filters).items() if v not in ("", None, False)}})
     # The live feed is the signing physicians' (ws/worklist/ refuses others); administrators reload.
     context = {"form": form, "reports": reports, "running": selectors.drafts_in_progress(user),
+               "truncated_at": selectors.WORKLIST_SIZE if len(reports) >= selectors.WORKLIST_SIZE else None,
                "live": bool(facility_ids_for(user, "sign_reports"))}
     partial = request.GET.get("partial") == "1"
     return render(request, "reports/_worklist_body.html" if partial else "reports/worklist.html", context)

@@ -132,3 +132,17 @@ def test_the_worklist_costs_the_same_queries_for_any_number_of_rows(
     client.get("/reports/")  # warm per-process caches (content types, rule sets)
     _queries(client, django_assert_num_queries, WORKLIST_QUERIES)
     assert report.pk in _order(client.get("/reports/").content.decode())
+
+
+def test_it_shows_the_most_urgent_page_and_says_the_list_goes_on(
+        draft_report: Callable[..., Report], client_for: Callable[[str], Client],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports import selectors
+
+    monkeypatch.setattr(selectors, "WORKLIST_SIZE", 2)
+    routine, urgent, also = draft_report(), _prioritise(draft_report(), Priority.CRITICAL), draft_report()
+    html = client_for("physician_a").get("/reports/").content.decode()
+    assert _order(html) == [urgent.pk, routine.pk] and also.pk not in _order(html)
+    assert 'id="worklist-truncated"' in html and "上位 2 件" in html
+    monkeypatch.setattr(selectors, "WORKLIST_SIZE", 4)
+    assert 'id="worklist-truncated"' not in client_for("physician_a").get("/reports/").content.decode()
