@@ -7,7 +7,6 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +20,7 @@ from clinical.intake.items import BY_KEY
 from clinical.intake.services import ImportRefused, batch_state, import_batch_create
 from clinical.judging import age_on
 from clinical.models import CheckupVisit, Facility, ImportBatch, MappingProfile
+from clinical.paging import CappedPaginator
 from clinical.scoping import facility_ids_for, get_scoped_or_404, role_at, scope
 from clinical.screening import load_ruleset
 
@@ -98,7 +98,7 @@ def visit_worklist(request: HttpRequest) -> HttpResponse:
     filters = sel.VisitFilters(date_from=data.get("date_from"), date_to=data.get("date_to"),
                                follow_up=data.get("follow_up"), item=data.get("item") or "",
                                outcome=data.get("outcome") or "", query=(data.get("q") or "").strip())
-    page = Paginator(sel.visit_worklist(user=request.user, filters=filters), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(sel.visit_worklist(user=request.user, filters=filters), 50).get_page(request.GET.get("page"))
     audit_record(kind=EventKind.PHI_SEARCH, object_type="clinical.checkupvisit",
                  details={"filters": {k: str(v) for k, v in data.items() if v not in (None, "")},
                           "page": page.number, "results": page.paginator.count})

@@ -96,3 +96,16 @@ def test_the_upload_form_refuses_a_file_that_is_not_a_table(client_for: Callable
     assert response.status_code == 200
     assert "取り込めない形式です" in response.content.decode()
     assert not ImportBatch.objects.exists()
+
+
+def test_the_worklist_stops_counting_at_its_cap_and_says_so(
+        client_for: Callable[[str], Client], personas: Personas, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinical.paging import CappedPaginator
+
+    _visits(personas, 5)
+    monkeypatch.setattr(CappedPaginator, "cap", 3)
+    html = client_for("staff_a").get("/visits/").content.decode()
+    assert "3 件以上" in html
+    monkeypatch.setattr(CappedPaginator, "cap", 5)
+    html = client_for("staff_a").get("/visits/").content.decode()
+    assert "件以上" not in html and "（5 件）" in html
