@@ -41,8 +41,12 @@ def audit_record(
         username = getattr(user, "username", "") if user is not None else (ctx.username if ctx else "")
     with transaction.atomic():
         # Lock the head so concurrent writers append one after another (a strict chain).
-        AuditChainHead.objects.bulk_create([AuditChainHead(id=1)], ignore_conflicts=True)
-        head = AuditChainHead.objects.select_for_update().get(id=1)
+        # The row exists from the migration on; recreated only if someone removed it (a restore of
+        # an old dump), not probed with an INSERT on every event (see audit migration 0004).
+        head = AuditChainHead.objects.select_for_update().filter(id=1).first()
+        if head is None:
+            AuditChainHead.objects.bulk_create([AuditChainHead(id=1)], ignore_conflicts=True)
+            head = AuditChainHead.objects.select_for_update().get(id=1)
         fields: dict[str, Any] = {
             "seq": head.last_seq + 1,
             "occurred_at": timezone.now(),
