@@ -139,7 +139,7 @@ def test_a_search_page_costs_a_fixed_number_of_queries(
     # head insert, head lock, insert, head update, release), the nav bar's memberships and its two
     # extra links' scopes (sign_reports, administer_facility); the 監査ログ link is cached. The same
     # whatever the log's length.
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         client.get("/audit/?kind=phi_read")
 
 

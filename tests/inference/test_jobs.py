@@ -274,7 +274,7 @@ def test_it_shows_the_worklist_in_a_fixed_number_of_queries(
     # session, user, OTP device, second-factor role check, facility scope, the jobs (one query), the audit
     # event (savepoint, chain head upsert + lock, insert, head update, release), the page's menu scope and
     # memberships: none of them per row
-    with django_assert_num_queries(13) as few:
+    with django_assert_num_queries(12) as few:
         response = physician.get("/inference/worklist/")
     for i in range(3, 10):
         runner.run_job(services.job_create(actor=personas.physician_a,

@@ -119,7 +119,7 @@ def _queries(client: Client, django_assert_num_queries: Any, expected: int) -> N
 # every permission the page and its navigation ask about: clinical.scoping), the rows (one query,
 # however many), the audit event (savepoint, chain head, insert, update), the running drafts, and
 # the memberships for the bar.
-WORKLIST_QUERIES = 14
+WORKLIST_QUERIES = 13
 
 
 @pytest.mark.parametrize("size", [1, 6])
