@@ -39,17 +39,12 @@ def audit_record(
     user_id = getattr(user, "pk", None) if user is not None else (ctx.user_id if ctx else None)
     if username is None:
         username = getattr(user, "username", "") if user is not None else (ctx.username if ctx else "")
-    commit_async = str(kind) in READ_KINDS and _may_commit_async()  # asked before opening our own
+    # Asked before opening our own transaction: inside a caller's, the setting would also cover the
+    # caller's writes (audit_read_record is for callers that know theirs holds none).
+    commit_async = str(kind) in READ_KINDS and _read_async_enabled() and not connection.in_atomic_block
     with transaction.atomic():
         if commit_async:
-            # A read changes nothing but the log: its own transaction may commit without waiting
-            # for the WAL flush, which it would otherwise do while holding the chain head's lock,
-            # queueing every other request's audit write behind a disk sync (bench/web_load.py:
-            # p95 3.6× the goal with synchronous read events). Written and chained exactly as
-            # before; a database crash may lose the last fraction of a second of read events,
-            # always a tail of the chain, never a hole. Writes stay synchronous.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            _commit_without_flush()
         # Lock the head so concurrent writers append one after another (a strict chain).
         # The row exists from the migration on; recreated only if someone removed it (a restore of
         # an old dump), not probed with an INSERT on every event (see audit migration 0004).
@@ -85,16 +80,29 @@ def audit_record(
 READ_KINDS = frozenset({EventKind.PHI_READ.value, EventKind.PHI_SEARCH.value})
 
 
-def _may_commit_async() -> bool:
-    """Only when the event is its own transaction: inside a caller's transaction the setting would
-    also cover the caller's writes."""
+def _read_async_enabled() -> bool:
     from django.conf import settings
 
-    return (getattr(settings, "AUDIT_READ_ASYNC", True) and connection.vendor == "postgresql"
-            and not connection.in_atomic_block)
+    return bool(getattr(settings, "AUDIT_READ_ASYNC", True)) and connection.vendor == "postgresql"
+
+
+def _commit_without_flush() -> None:
+    """A read changes nothing but the log, so its transaction may commit without waiting for the
+    WAL flush, which it would otherwise do while holding the chain head's lock, queueing every
+    other request's audit write behind a disk sync (bench/web_load.py; DICOMweb QIDO p95 was
+    dominated by it). Written and chained exactly as before; a database crash may lose the last
+    fraction of a second of read events, always a tail of the chain, never a hole. Writes stay
+    synchronous. AUDIT_READ_ASYNC=0 (environment) turns it off."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def audit_read_record(**kwargs: Any) -> AuditEvent:
-    """`audit_record` of a read (PHI_READ / PHI_SEARCH commit asynchronously when they are their
-    own transaction: see there). Kept as the name websocket consumers call."""
-    return audit_record(**kwargs)
+    """`audit_record` of a read whose caller holds no writes in any surrounding transaction (a
+    DICOMweb search or frame, a websocket connect): committed without a WAL flush even when
+    called inside one (PHI reads that are their own transaction get this from audit_record)."""
+    if not _read_async_enabled():
+        return audit_record(**kwargs)
+    with transaction.atomic():
+        _commit_without_flush()
+        return audit_record(**kwargs)

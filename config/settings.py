@@ -16,6 +16,8 @@ VAR_DIR = Path(env_str("MEDLMM_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# PHI reads' audit events commit without a WAL flush (audit/services.py); 0 makes them synchronous.
+AUDIT_READ_ASYNC = env_bool("AUDIT_READ_ASYNC", True)
 # "embedded": one process, SQLite, Celery and Channels in memory. "production": PostgreSQL + Redis.
 DATABASE_URL = env_str("DATABASE_URL", "")
 REDIS_URL = env_str("REDIS_URL", "")

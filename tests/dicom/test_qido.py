@@ -156,7 +156,7 @@ def test_search_audit_commits_asynchronously_unless_turned_off(
     client = client_for("staff_a")
     with CaptureQueriesContext(connection) as on:
         _studies(client, "?PatientID=P-1")
-    settings.DICOMWEB_READ_AUDIT_ASYNC = False
+    settings.AUDIT_READ_ASYNC = False
     with CaptureQueriesContext(connection) as off:
         _studies(client, "?PatientID=P-1")
     assert any("synchronous_commit TO OFF" in q["sql"] for q in on.captured_queries)

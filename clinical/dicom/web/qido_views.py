@@ -9,9 +9,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from audit.kinds import EventKind
+from audit.services import audit_read_record
 from clinical.dicom import selectors
 from clinical.dicom.qido import Query, QueryError, instance_attributes, parse_query, series_attributes, study_attributes
-from clinical.dicom.web.auditing import audit_read_event
 from clinical.dicom.web.auth import dicomweb, error
 from clinical.scoping import facility_ids_for
 
@@ -44,7 +44,7 @@ def _respond(
             if uid:
                 keys.setdefault(key, [uid])
         details["other_facility"] = selectors.exists_elsewhere(user=user, uid_keys=keys)
-    audit_read_event(kind=EventKind.PHI_SEARCH, object_type=f"dicom.{level}", details=details)
+    audit_read_record(kind=EventKind.PHI_SEARCH, object_type=f"dicom.{level}", details=details)
     response = HttpResponse(json.dumps(results, ensure_ascii=False), content_type=DICOM_JSON)
     if query.unsupported:
         response["Warning"] = f'299 medlmm "The following query keys are not supported: {", ".join(query.unsupported)}"'

@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from audit.kinds import EventKind
+from audit.services import audit_read_record
 from clinical.dicom import rendering, selectors
 from clinical.dicom.metadata import absolute_bulk_uris
 from clinical.dicom.models import Instance
 from clinical.dicom.storage import ContentStore
-from clinical.dicom.web.auditing import audit_read_event
 from clinical.dicom.web.auth import dicomweb, error
 from clinical.dicom.web.multipart import new_boundary, write_parts
 from clinical.dicom.web.qido_views import DICOM_JSON, base_url
@@ -31,7 +31,7 @@ def audit_read(request: HttpRequest, instances: list[Instance], what: str, **det
         by_study.setdefault(instance.study_id, []).append(instance)
     for group in by_study.values():
         study = group[0].study
-        audit_read_event(
+        audit_read_record(
             kind=EventKind.PHI_READ, role=role_at(request.user, study.facility_id), facility_id=study.facility_id,
             object_type="dicom.study", object_id=study.study_instance_uid, patient_id=study.patient_id,
             details={"what": what, "instances": len(group), **details},
