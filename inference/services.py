@@ -237,21 +237,12 @@ def jobs_heartbeat(*, held: dict[int, str]) -> set[int]:
     return {i for i, w in held.items() if (i, w) not in still}
 
 
-def _grounding_record(issues: list[Any], checked_text: str, sources: dict[str, Any]) -> dict[str, Any]:
-    # The sources travel with the record so that a physician's later edits are checked against the
-    # same data the model was given.
-    return {"checked": True, "sources": {k: str(v) for k, v in sources.items()}, "issues": [
-        {"text": i.mention.text, "unit": i.mention.unit, "start": i.mention.start, "end": i.mention.end,
-         "reason": i.reason, "candidates": list(i.candidates)} for i in issues
-    ]}
-
-
 def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
                finish_reason: str, prepared: Any) -> InferenceJob | None:
     """The engine finished: parse and check the draft. An unusable draft fails the job with the
     reason (never a silent partial report); a usable one marks the job SUCCEEDED and announces it
     (`draft_ready`) in the same transaction. None if the job was no longer this worker's."""
-    from ml.grounding import check_grounding
+    from ml.grounding import grounding_record
     from ml.schemas import DraftParseError, draft_to_text, parse_draft
 
     try:
@@ -261,13 +252,13 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
                         text=text, stage=f"parse:{exc.kind}")
     report_text = draft_to_text(parsed)
-    issues = check_grounding(report_text, prepared.sources)
+    grounding = grounding_record(report_text, prepared.sources)
     now = timezone.now()
     with transaction.atomic():
         done = InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(
             status=JobStatus.SUCCEEDED, finished_at=now, partial_text=text, completion_tokens=completion_tokens,
             prompt_tokens=prompt_tokens, lease_expires_at=None, findings=dict(parsed.data), report_text=report_text,
-            grounding=_grounding_record(issues, report_text, prepared.sources),
+            grounding=grounding,
             prompt_version=prepared.request.prompt_version,
             inputs=prepared.inputs_record, reference_data=prepared.reference_data,
         )
@@ -277,7 +268,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         audit_record(kind=EventKind.UPDATE, facility_id=job.facility_id, object_type="inference.inferencejob",
                      object_id=job.pk, patient_id=job.patient_id,
                      details={"stage": "succeeded", "model": str(job.model_version), "tokens": completion_tokens,
-                              "grounding_issues": len(issues), "inputs_sha256": job.inputs.get("sha256")})
+                              "grounding_issues": len(grounding["issues"]), "inputs_sha256": job.inputs.get("sha256")})
         from inference.signals import draft_ready
 
         draft_ready.send(sender=InferenceJob, job=job)

@@ -39,8 +39,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
-__all__ = ["GroundingIssue", "NumberMention", "check_grounding", "extract_numbers"]
+__all__ = ["GroundingIssue", "NumberMention", "check_grounding", "extract_numbers", "grounding_record"]
 
 
 @dataclass(frozen=True)
@@ -375,3 +376,13 @@ def _value_matches(mention: NumberMention, source: Decimal, tol: Decimal) -> boo
     if decimals:
         source = source.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
     return abs(mention.value - source) <= tol
+
+
+def grounding_record(text: str, sources: Mapping[str, Decimal | float | int | str]) -> dict[str, Any]:
+    """The JSON record stored with a draft or revision: the sources it was checked against (they
+    travel with it, so later edits are held to the same data) and every issue with its offsets."""
+    issues = check_grounding(text, sources)
+    return {"checked": True, "sources": {str(k): str(v) for k, v in sources.items()}, "issues": [
+        {"text": i.mention.text, "unit": i.mention.unit, "start": i.mention.start, "end": i.mention.end,
+         "reason": i.reason, "candidates": list(i.candidates)} for i in issues
+    ]}

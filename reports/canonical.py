@@ -15,15 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from reports.models import Report, ReportRevision
+from reports.quality import model_draft_of
 
 CANONICAL_VERSION = 1
 
 
-def _provenance(report: Report, revision: ReportRevision) -> dict[str, Any]:
+def _provenance(revision: ReportRevision) -> dict[str, Any]:
     """The model draft this revision descends from (the report's first model-authored revision)."""
-    draft = (ReportRevision.objects
-             .filter(report=report, author_model_version__isnull=False, number__lte=revision.number)
-             .select_related("author_model_version").order_by("number").first())
+    draft = model_draft_of(revision)
     if draft is None:
         return {}
     mv = draft.author_model_version
@@ -54,7 +53,7 @@ def canonical_content(*, report: Report, revision: ReportRevision, physician_use
                    "visit_id": report.visit_id, "study_id": report.study_id},
         "revision": {"id": revision.pk, "number": revision.number, "kind": revision.kind, "text": revision.text,
                      "findings": revision.findings, "amendment_reason": revision.amendment_reason},
-        "provenance": _provenance(report, revision),
+        "provenance": _provenance(revision),
         "signature": {"physician": physician_username, "signed_at": signed_at.isoformat(), "method": method,
                       "confirmed_numbers": sorted(confirmed), "amends_sha256": amends_sha256, "reason": reason},
     }

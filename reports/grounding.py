@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml.grounding import check_grounding
+from ml.grounding import grounding_record
 from reports.models import Report, ReportRevision
 
 
@@ -36,12 +36,7 @@ def sources_now(report: Report, revision: ReportRevision) -> dict[str, str]:
 def check(text: str, parent: ReportRevision) -> dict[str, Any]:
     """The grounding record for `text`, checked against `parent`'s sources, or its report's
     corrected sources (`parent.report` is the caller's locked row: read, not fetched again)."""
-    sources = sources_now(parent.report, parent)
-    issues = check_grounding(text, sources)
-    return {"checked": True, "sources": sources, "issues": [
-        {"text": i.mention.text, "unit": i.mention.unit, "start": i.mention.start, "end": i.mention.end,
-         "reason": i.reason, "candidates": list(i.candidates)} for i in issues
-    ]}
+    return grounding_record(text, sources_now(parent.report, parent))
 
 
 def issues_of(revision: ReportRevision) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ def model_draft_of(revision: ReportRevision) -> ReportRevision | None:
     """The first model-written revision of the report, at or before `revision`."""
     return (ReportRevision.objects.filter(report_id=revision.report_id, author_model_version__isnull=False,
                                           number__lte=revision.number)
-            .order_by("number").first())
+            .select_related("author_model_version").order_by("number").first())
 
 
 def quality_record(*, signoff: SignOff) -> ReportQuality:
