@@ -117,7 +117,8 @@ if DATABASE_URL:
     if DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with "pool"
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
+            "min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env_int("DB_POOL_TIMEOUT_S", 10)}
 else:
     DATABASES = {
         "default": {
@@ -240,10 +241,14 @@ if REDIS_URL:
     # with channels_redis' default capacity (100) a process with 1,000 subscribers drops group
     # messages as soon as it lags; and redis-py's pool refused connections beyond 100 when many
     # subscribers left at once (bench/ws_fanout.py).
+    # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s blocking pop
+    # of a consumer's channel: a websocket with nothing to receive for 5 s (a job waiting for the
+    # GPU) died with "Timeout reading from redis". Reads get more than the pop's 5 s.
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                     "CONFIG": {"hosts": [{"address": f"{_redis_root}/{_db + 2}",
-                                          "max_connections": env_int("CHANNELS_REDIS_MAX_CONNECTIONS", 1000)}],
+                                          "max_connections": env_int("CHANNELS_REDIS_MAX_CONNECTIONS", 1000),
+                                          "socket_timeout": 30}],
                                "capacity": env_int("CHANNELS_CAPACITY", 5000)}}
     }
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {
@@ -255,6 +260,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # The memory transport polls once a second by default; 50 ms keeps embedded latency low.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
+
+# --- Inference --------------------------------------------------------------------------------------
+# A local model ("transformers") runs in a child process of the GPU worker, not among its job
+# threads (ml/engines/process_engine.py says why). The test suite turns it off where it builds
+# engines in its own process; the worker tests turn it on again.
+INFERENCE_ENGINE_PROCESS = env_bool("INFERENCE_ENGINE_PROCESS", True)
 
 # --- Logging: no PHI in logs; request ids only -----------------------------------------------------
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")

@@ -128,6 +128,32 @@ def test_it_gives_a_reconnecting_client_the_persisted_text_first_and_fills_any_h
     assert asyncio.run(reconnect()) == "ABCDEFGH"
 
 
+@pytest.mark.slow
+def test_a_watcher_of_a_job_that_waits_longer_than_five_seconds_still_gets_its_tokens(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """A queued job may wait minutes for the GPU. redis-py 8 reads with a 5 s timeout, as long as
+    channels_redis' blocking pop: the consumer died with "Timeout reading" before the first token."""
+    if "channels_redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("needs the Redis channel layer (REDIS_URL)")
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    client = login(Client(), personas.physician_a)
+    layer = get_channel_layer()
+
+    async def wait_then_stream() -> dict[str, Any]:
+        communicator = _communicator(client, f"/ws/jobs/{job.pk}/")
+        assert (await communicator.connect())[0]
+        assert (await communicator.receive_json_from(timeout=5))["status"] == "queued"
+        assert await communicator.receive_nothing(timeout=6.5, interval=0.5)
+        await layer.group_send(f"job.{job.pk}", token_message(job.pk, 0, "胸部", 2, 1))
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return message
+
+    message = asyncio.run(wait_then_stream())
+    assert (message["type"], message["text"]) == ("job.token", "胸部")
+
+
 def test_it_closes_the_stream_of_another_facilitys_job_and_audits_it(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
