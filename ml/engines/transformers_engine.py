@@ -7,7 +7,7 @@ image-text-to-text models (`AutoModelForImageTextToText` + `AutoProcessor`) and 
 
 Threads: `submit()` (asyncio) and `submit_sync()` (plain threads, e.g. Celery workers) tokenize in
 the caller's thread and hand the request to one generation thread (`batcher.ContinuousBatcher`)
-that owns the model; events come back through a per-request queue.
+that owns the model; events come back through a per-request `Mailbox`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import copy
 import io
 import logging
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.engines.detokenize import IncrementalDetokenizer
+from ml.engines.mailbox import Mailbox, drain
 from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished, Started
 
 log = logging.getLogger(__name__)
@@ -288,39 +288,34 @@ class TransformersEngine:
             if not ended and seq is not None:  # the consumer left early: free the slot
                 seq.cancelled = True
 
+    def start(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> None:
+        """Tokenize `request` in this thread and queue it without waiting: Started (or Failed) goes to
+        `sink` before this returns, the Tokens and the Finished/Failed come later from the
+        generation thread. `sink` must be quick and must not block (it runs on the model's thread)."""
+        self._sequence(request, sink)
+
     def submit_sync(
         self,
         request: DraftRequest,
         on_event: Callable[[EngineEvent], None] | None = None,
         timeout: float | None = None,
+        coalesce_s: float = 0.0,
     ) -> Finished | Failed:
         """Blocking submit for threads without an event loop (Celery). `on_event` runs in this thread.
 
         `timeout` (seconds, whole request) cancels the request when exceeded; the result is then
         `Finished(finish_reason="cancelled")`. If `on_event` raises, the request is cancelled and the
-        exception propagates.
+        exception propagates. With `coalesce_s` > 0 the Tokens that arrive within that many seconds
+        of the previous delivery reach `on_event` as one (see `ml.engines.mailbox`).
         """
-        events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
-        seq = self._sequence(request, events.put)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                event = events.get(timeout=wait)
-            except queue.Empty:
-                if seq is not None:
-                    seq.cancelled = True
-                deadline = None
-                continue
-            if on_event is not None:
-                try:
-                    on_event(event)
-                except BaseException:
-                    if seq is not None:
-                        seq.cancelled = True
-                    raise
-            if isinstance(event, Finished | Failed):
-                return event
+        box = Mailbox(coalesce_s)
+        seq = self._sequence(request, box.put)
+        return drain(box, on_event, timeout, lambda: self._cancel_seq(seq))
+
+    @staticmethod
+    def _cancel_seq(seq: Any) -> None:
+        if seq is not None:
+            seq.cancelled = True
 
     async def cancel(self, request_id: str) -> bool:
         return self._batcher.cancel(request_id)

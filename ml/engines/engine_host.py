@@ -1,0 +1,130 @@
+"""The child side of `ProcessEngine`: one engine in a process of its own.
+
+Started as `python -m ml.engines.engine_host <fd>`, where `<fd>` is one end of a socket pair
+wrapped as a `multiprocessing.connection.Connection`. Messages (pickled tuples):
+
+    parent → child   ("start", kind, location, options)   once, first
+                     ("submit", DraftRequest)
+                     ("cancel", request_id)
+                     ("call", call_id, "warmup" | "stats" | "health")
+                     ("close",)
+    child → parent   ("ready", pid) | ("load_failed", reason)   once, after "start"
+                     ("events", [EngineEvent, ...])             the events of one or more decode steps
+                     ("reply", call_id, ok, value or reason)
+
+The child exits when the parent's end closes (the parent exited, was killed, or closed it), so a
+worker killed with SIGKILL never leaves a process holding the GPU behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ml.protocol import EngineEvent
+
+log = logging.getLogger("ml.engines.engine_host")
+
+# After the first event of a decode step wakes the sender, the rest of that step's events (one per
+# running request) arrive within microseconds; waiting this long sends them as one message.
+_GATHER_S = 0.001
+
+
+class _Outbox:
+    """Events from the generation thread, sent to the parent by one sender thread in batches."""
+
+    def __init__(self, conn: Connection, send_lock: threading.Lock) -> None:
+        self._conn = conn
+        self._send_lock = send_lock
+        self._items: list[EngineEvent] = []
+        self._cond = threading.Condition(threading.Lock())
+        threading.Thread(target=self._run, name="engine-host-sender", daemon=True).start()
+
+    def put(self, event: EngineEvent) -> None:
+        with self._cond:
+            self._items.append(event)
+            if len(self._items) == 1:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items:
+                    self._cond.wait()
+            time.sleep(_GATHER_S)
+            with self._cond:
+                batch, self._items = self._items, []
+            try:
+                with self._send_lock:
+                    self._conn.send(("events", batch))
+            except OSError:  # the parent is gone
+                os._exit(0)
+
+
+def _reply(conn: Connection, send_lock: threading.Lock, call_id: int, fn: Any) -> None:
+    try:
+        message: tuple[Any, ...] = ("reply", call_id, True, fn())
+    except Exception as exc:
+        message = ("reply", call_id, False, f"{type(exc).__name__}: {exc}")
+    try:
+        with send_lock:
+            conn.send(message)
+    except OSError:
+        os._exit(0)
+
+
+def serve(conn: Connection) -> int:
+    from ml.engines import build_engine
+
+    _, kind, location, options = conn.recv()
+    try:
+        engine: Any = build_engine(kind, location, **options)
+        if not callable(getattr(engine, "start", None)):
+            raise TypeError(f"engine {kind!r} cannot run in a process of its own (it has no start())")
+    except Exception as exc:
+        conn.send(("load_failed", str(exc)))
+        return 1
+    send_lock = threading.Lock()
+    outbox = _Outbox(conn, send_lock)
+    calls = {
+        "warmup": engine.warmup,
+        "stats": engine.stats,
+        "health": lambda: asyncio.run(engine.health()),
+    }
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the parent is gone: nobody will read what we generate
+        op = message[0]
+        if op == "submit":
+            engine.start(message[1], outbox.put)
+        elif op == "cancel":
+            engine.cancel_sync(message[1])
+        elif op == "call":
+            call_id, name = message[1], message[2]
+            threading.Thread(target=_reply, args=(conn, send_lock, call_id, calls[name]), daemon=True).start()
+        elif op == "close":
+            engine.close()
+            time.sleep(10 * _GATHER_S)  # let the sender hand over the last "engine closed" events
+            return 0
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl+C in a terminal reaches the whole process group: the worker decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [engine-host] %(name)s %(message)s")
+    conn = Connection(int(argv[1]))
+    return serve(conn)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
