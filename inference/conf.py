@@ -34,4 +34,17 @@ def persist_every_s() -> float:
 
 
 def broadcast_every_s() -> float:
+    """The shortest interval between two token messages of one job."""
     return float(getattr(settings, "INFERENCE_BROADCAST_EVERY_S", 0.1))
+
+
+def broadcasts_per_s() -> float:
+    """What one worker process sends to the channel layer per second at most, all its jobs together:
+    with many jobs streaming at once each job's interval grows (64 jobs: 0.32 s) instead of the
+    websocket servers' load (bench/inference_stack.py, bench/ws_fanout.py)."""
+    return float(getattr(settings, "INFERENCE_BROADCASTS_PER_S", 200))
+
+
+def engine_process() -> bool:
+    """Run local model engines ("transformers") in a child process of the worker (the default)."""
+    return bool(getattr(settings, "INFERENCE_ENGINE_PROCESS", True))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from inference import conf
 from ml.engines import build_engine
 from ml.protocol import DraftRequest, Engine, EngineError, EngineEvent, Failed, Finished
 
@@ -82,6 +83,8 @@ def get_engine(mv: ModelVersion) -> Engine:
         try:
             factory = _kinds.get(mv.engine)
             options = dict(mv.options or {})
+            if mv.engine == "transformers" and factory is None:
+                options.setdefault("process", conf.engine_process())
             engine = factory(mv.location, options) if factory else build_engine(mv.engine, mv.location, **options)
         except EngineError as exc:
             _failures[key] = (time.monotonic(), str(exc))
@@ -137,13 +140,15 @@ def run_sync(
     request: DraftRequest,
     on_event: Callable[[EngineEvent], None],
     timeout: float | None = None,
+    coalesce_s: float = 0.0,
 ) -> Finished | Failed:
     """Submit from a plain thread and block until the request ends; `on_event` runs in this thread
     for every event. If `on_event` raises, the request is cancelled and the exception propagates.
-    Past `timeout` the request is cancelled (the result is then Finished(cancelled))."""
+    Past `timeout` the request is cancelled (the result is then Finished(cancelled)). Engines with a
+    blocking `submit_sync` merge the Tokens that come within `coalesce_s` of the previous delivery."""
     submit_sync = getattr(engine, "submit_sync", None)
     if callable(submit_sync):
-        result: Finished | Failed = submit_sync(request, on_event, timeout)
+        result: Finished | Failed = submit_sync(request, on_event, timeout, coalesce_s)
         return result
 
     events: queue.SimpleQueue[EngineEvent | BaseException] = queue.SimpleQueue()

@@ -3,7 +3,14 @@ the job row (every ~200 ms) and the job's websocket group, then finish or fail t
 
 A process-wide heartbeat renews the leases of the jobs this process runs and notices jobs that were
 cancelled or taken away (re-queued by the sweeper), stopping their generation even when no token
-arrives to trigger the check."""
+arrives to trigger the check.
+
+A GPU worker runs dozens of these at once, so what one job costs per token is paid dozens of
+times: the engine merges tokens between deliveries (`coalesce_s`), and the intervals between
+broadcasts and between writes of the partial text grow with the number of jobs this process
+streams (`conf.broadcasts_per_s`), so a batch of 64 drafts sends ~200 messages a second, not 640.
+While the engine works, a job thread holds no database connection (the pool has fewer
+connections than a GPU worker has threads)."""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from inference import conf, engine_pool, services
 from inference.broadcasting import broadcast
@@ -57,6 +64,10 @@ class _Heartbeat:
         with self.lock:
             self.held.pop(job_id, None)
 
+    @property
+    def count(self) -> int:
+        return len(self.held)
+
     def _run(self) -> None:
         while True:
             time.sleep(max(0.2, min(conf.lease_s() / 3, 2.0)))
@@ -70,6 +81,8 @@ class _Heartbeat:
                 log.warning("inference heartbeat failed", exc_info=True)
                 close_old_connections()
                 continue
+            finally:
+                release_connection()
             for job_id in lost:
                 held = snapshot[job_id]
                 held.lost = True
@@ -78,6 +91,20 @@ class _Heartbeat:
 
 
 heartbeat = _Heartbeat()
+
+
+def release_connection() -> None:
+    """Hand this thread's database connection back to the pool (production pools connections, and
+    has fewer of them than a GPU worker has job threads). Without a pool it stays open for the
+    thread's next query, as CONN_MAX_AGE intends."""
+    if (connection.settings_dict.get("OPTIONS") or {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
+
+
+def stream_interval_s() -> float:
+    """Seconds between two token messages of one job: the configured minimum, longer when this
+    process streams so many jobs that their messages together would exceed `broadcasts_per_s`."""
+    return max(conf.broadcast_every_s(), max(1, heartbeat.count) / conf.broadcasts_per_s())
 
 
 @dataclass
@@ -106,15 +133,19 @@ class _Stream:
             self.text += event.text
             self.tokens = event.completion_tokens
             now = time.monotonic()
-            if not self.first_saved or now - self.saved_at >= conf.persist_every_s():
+            interval = stream_interval_s()
+            if not self.first_saved or now - self.saved_at >= max(conf.persist_every_s(), 2 * interval):
                 self.save(now)
-            if self.sent == 0 or now - self.sent_at >= conf.broadcast_every_s():
+            if self.sent == 0 or now - self.sent_at >= interval:
                 self.send(now)
 
     def save(self, now: float) -> None:
-        owned = services.job_progress(job_id=self.job.pk, worker_id=self.held.worker_id, partial_text=self.text,
-                                      completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
-                                      first_token=not self.first_saved)
+        try:
+            owned = services.job_progress(job_id=self.job.pk, worker_id=self.held.worker_id, partial_text=self.text,
+                                          completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
+                                          first_token=not self.first_saved)
+        finally:
+            release_connection()
         self.first_saved = True
         self.saved_at = now
         if not owned:
@@ -165,17 +196,20 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
         return "failed"
     held.engine, held.request_id = engine, prepared.request.request_id
     stream = _Stream(job=job, held=held, limit=max(1, job.model_version.max_new_tokens))
-    result = engine_pool.run_sync(engine, prepared.request, stream.on_event, timeout=conf.job_timeout_s())
+    release_connection()
+    result = engine_pool.run_sync(engine, prepared.request, stream.on_event, timeout=conf.job_timeout_s(),
+                                  coalesce_s=stream_interval_s())
     if held.lost:
         return "lost"
     stream.send(time.monotonic())
     if isinstance(result, Failed):
         services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=f"生成に失敗しました: {result.reason}",
-                          text=stream.text, stage="engine")
+                          text=stream.text, stage="engine", completion_tokens=stream.tokens)
         return "failed"
     assert isinstance(result, Finished)
     if result.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
         services.job_fail(job_id=job.pk, worker_id=held.worker_id, text=result.text, stage="timeout",
+                          completion_tokens=result.completion_tokens,
                           reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました")
         return "failed"
     done = services.job_finish(job_id=job.pk, worker_id=held.worker_id, text=result.text,

@@ -19,8 +19,11 @@ from inference import conf
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="inference.run_job", acks_late=True, reject_on_worker_lost=True,
-             soft_time_limit=conf.job_timeout_s() + 60, time_limit=conf.job_timeout_s() + 120)
+# No result and no STARTED state in the result backend: the job row is the truth and nobody reads
+# the task's result; storing both cost each job two Redis round trips (and, per new worker thread, a
+# connection) on the GPU worker's hot path.
+@shared_task(name="inference.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+             track_started=False, soft_time_limit=conf.job_timeout_s() + 60, time_limit=conf.job_timeout_s() + 120)
 def run_job(job_id: int) -> str:
     from inference.runner import run_job as run
 

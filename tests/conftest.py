@@ -30,6 +30,14 @@ def _fast_passwords(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _engines_in_this_process(settings: Any) -> None:
+    # Tests that build a tiny engine through the pool keep it in the test process (a child process
+    # per test would cost seconds of imports each); tests/inference/test_engine_process.py and the
+    # live worker tests run the production setting.
+    settings.INFERENCE_ENGINE_PROCESS = False
+
+
+@pytest.fixture(autouse=True)
 def _isolated_caches(settings: Any) -> None:
     """Each test starts with empty caches: a cached nav answer or a rate-limit count left by an
     earlier test (or an earlier run, in Redis) must not change what a test sees or counts."""

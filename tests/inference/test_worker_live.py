@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+def worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     if not settings.REDIS_URL or connection.vendor != "postgresql":
         pytest.skip("needs REDIS_URL and PostgreSQL: the production topology")
     from config.celery import app
@@ -41,12 +41,12 @@ def worker(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]
            "MEDLMM_VAR_DIR": str(settings.VAR_DIR), "PYTHONUNBUFFERED": "1"}
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str) -> subprocess.Popen[bytes]:
+    def start(name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool", "threads",
              "--concurrency", "4", "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=settings.BASE_DIR, env={**env, **extra_env}, stdout=log, stderr=subprocess.STDOUT)
         started.append(proc)
         return proc
 
@@ -82,7 +82,7 @@ def _template(delay: float = 0.0) -> ModelVersion:
 
 
 def test_it_finishes_every_job_exactly_once_after_a_worker_is_killed_mid_job(
-    personas: Personas, worker: Callable[[str], subprocess.Popen[bytes]],
+    personas: Personas, worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(3)]
     _template(delay=0.03)  # several seconds a draft: long enough to kill the worker in the middle
@@ -109,7 +109,7 @@ def test_it_finishes_every_job_exactly_once_after_a_worker_is_killed_mid_job(
 
 
 def test_it_reenqueues_a_job_whose_broker_message_was_lost(
-    personas: Personas, visit_a: CheckupVisit, worker: Callable[[str], subprocess.Popen[bytes]],
+    personas: Personas, visit_a: CheckupVisit, worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     from config.celery import app
 
@@ -128,7 +128,7 @@ def test_it_reenqueues_a_job_whose_broker_message_was_lost(
 
 
 def test_it_fails_the_jobs_of_a_model_that_cannot_load_and_keeps_working(
-    personas: Personas, worker: Callable[[str], subprocess.Popen[bytes]], tmp_path: Path,
+    personas: Personas, worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
 ) -> None:
     broken = services.model_version_register(name="broken", version="1", engine="transformers",
                                              location=str(tmp_path / "no-such-checkpoint"),
@@ -146,3 +146,43 @@ def test_it_fails_the_jobs_of_a_model_that_cannot_load_and_keeps_working(
     assert proc.poll() is None
 
 
+
+
+def test_its_job_threads_share_a_database_pool_smaller_than_their_number(
+    personas: Personas, worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """Production pools connections (8 by default) and a GPU worker runs more threads than that:
+    a thread holds a connection only while it writes, never while the engine generates."""
+    _template(delay=0.03)  # a few seconds a draft: longer than the pool makes a thread wait
+    jobs = [services.job_create(actor=personas.physician_a, visit=make_visit(personas.facility_a, mrn=f"P{i:04d}"))
+            for i in range(4)]
+    worker("pooled", DB_CONN_MAX_AGE="60", DB_POOL_MAX_SIZE="2", DB_POOL_TIMEOUT_S="2")
+    _wait(lambda: InferenceJob.objects.filter(status=JobStatus.SUCCEEDED).count() == 4, 90, "all jobs succeeded")
+    assert {j.attempts for j in InferenceJob.objects.filter(pk__in=[j.pk for j in jobs])} == {1}
+
+
+def test_it_runs_a_local_model_in_an_engine_process_of_its_own_and_fails_noise_with_the_reason(
+    personas: Personas, worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path,
+) -> None:
+    """The production setting: the GPU worker's engine is a child process. The tiny checkpoint's
+    weights are random, so its draft is noise: the job streams tokens and then fails with the reason
+    (never a silent partial report)."""
+    import psutil
+
+    from ml.tiny import build_tiny_checkpoint
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny", kind="causal", seed=0)
+    services.model_version_register(name="tiny", version="1", engine="transformers", location=str(checkpoint),
+                                    tasks=["checkup_summary"], options={"device": "cpu"}, max_new_tokens=24,
+                                    enabled=True)
+    proc = worker("gpu", INFERENCE_ENGINE_PROCESS="1")
+    job = services.job_create(actor=personas.physician_a, visit=make_visit(personas.facility_a, mrn="T0001"))
+    _wait(lambda: InferenceJob.objects.filter(pk=job.pk, status=JobStatus.FAILED).exists(), 120, "the draft")
+    job.refresh_from_db()
+    assert job.completion_tokens == 24 and job.partial_text and job.first_token_at is not None
+    assert "下書きの形式が不正です" in job.error and not ReportRevision.objects.filter(source_job=job).exists()
+    hosts = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ml.engines.engine_host" in c.cmdline()]
+    assert len(hosts) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert psutil.wait_procs(hosts, timeout=15)[1] == [], "the engine process outlived its worker"
