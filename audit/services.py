@@ -4,6 +4,8 @@ records commit or roll back together (house rule 2)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -35,46 +37,88 @@ def audit_record(
     username: str | None = None,
 ) -> AuditEvent:
     """Append one event to the chain. `user` defaults to the acting user of the request context."""
-    ctx = current_context()
-    user_id = getattr(user, "pk", None) if user is not None else (ctx.user_id if ctx else None)
-    if username is None:
-        username = getattr(user, "username", "") if user is not None else (ctx.username if ctx else "")
     # Asked before opening our own transaction: inside a caller's, the setting would also cover the
     # caller's writes (audit_read_record is for callers that know theirs holds none).
     commit_async = str(kind) in READ_KINDS and _read_async_enabled() and not connection.in_atomic_block
     with transaction.atomic():
         if commit_async:
             _commit_without_flush()
-        # Lock the head so concurrent writers append one after another (a strict chain).
-        # The row exists from the migration on; recreated only if someone removed it (a restore of
-        # an old dump), not probed with an INSERT on every event (see audit migration 0004).
-        head = AuditChainHead.objects.select_for_update().filter(id=1).first()
-        if head is None:
-            AuditChainHead.objects.bulk_create([AuditChainHead(id=1)], ignore_conflicts=True)
-            head = AuditChainHead.objects.select_for_update().get(id=1)
+        return _append([AuditEntry(kind=kind, outcome=outcome, user=user, role=role, facility_id=facility_id,
+                                   object_type=object_type, object_id=object_id, patient_id=patient_id,
+                                   details=details, username=username)])[0]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event for `audit_record_many` (the arguments of `audit_record`)."""
+
+    kind: EventKind | str
+    outcome: Outcome | str = Outcome.SUCCESS
+    user: Any | None = None
+    role: str = ""
+    facility_id: int | None = None
+    object_type: str = ""
+    object_id: str | int = ""
+    patient_id: int | None = None
+    details: dict[str, Any] | None = None
+    username: str | None = None
+
+
+def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Append several events in order, inside the caller's transaction, taking the chain head's lock
+    once and inserting them together: the same chain as one `audit_record` per entry, without a lock
+    round trip and two writes per event (an import that queues 500 drafts writes 500 events)."""
+    if not entries:
+        return []
+    with transaction.atomic():
+        return _append(entries)
+
+
+def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    ctx = current_context()
+    # Lock the head so concurrent writers append one after another (a strict chain).
+    # The row exists from the migration on; recreated only if someone removed it (a restore of
+    # an old dump), not probed with an INSERT on every event (see audit migration 0004).
+    head = AuditChainHead.objects.select_for_update().filter(id=1).first()
+    if head is None:
+        AuditChainHead.objects.bulk_create([AuditChainHead(id=1)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(id=1)
+    events: list[AuditEvent] = []
+    seq, last_hash = head.last_seq, head.last_hash
+    for entry in entries:
+        user = entry.user
+        user_id = getattr(user, "pk", None) if user is not None else (ctx.user_id if ctx else None)
+        username = entry.username
+        if username is None:
+            username = getattr(user, "username", "") if user is not None else (ctx.username if ctx else "")
+        seq += 1
         fields: dict[str, Any] = {
-            "seq": head.last_seq + 1,
+            "seq": seq,
             "occurred_at": timezone.now(),
-            "kind": str(kind),
-            "outcome": str(outcome),
+            "kind": str(entry.kind),
+            "outcome": str(entry.outcome),
             "user_id": user_id,
             "username": username or "",
-            "role": role,
-            "facility_id": facility_id,
+            "role": entry.role,
+            "facility_id": entry.facility_id,
             "source_ip": ctx.source_ip if ctx else None,
             "request_id": ctx.request_id if ctx else "",
             "channel": ctx.channel if ctx else "",
-            "object_type": object_type,
-            "object_id": str(object_id),
-            "patient_id": patient_id,
-            "details": _json_safe(details),
+            "object_type": entry.object_type,
+            "object_id": str(entry.object_id),
+            "patient_id": entry.patient_id,
+            "details": _json_safe(entry.details),
         }
-        digest = chain_hash(head.last_hash, fields)
-        event = AuditEvent.objects.create(prev_hash=head.last_hash, hash=digest, **fields)
-        head.last_seq = event.seq
-        head.last_hash = digest
-        head.save(update_fields=["last_seq", "last_hash"])
-    return event
+        digest = chain_hash(last_hash, fields)
+        events.append(AuditEvent(prev_hash=last_hash, hash=digest, **fields))
+        last_hash = digest
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+    else:
+        AuditEvent.objects.bulk_create(events)
+    head.last_seq, head.last_hash = seq, last_hash
+    head.save(update_fields=["last_seq", "last_hash"])
+    return events
 
 
 READ_KINDS = frozenset({EventKind.PHI_READ.value, EventKind.PHI_SEARCH.value})

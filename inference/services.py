@@ -18,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.kinds import EventKind, Outcome
-from audit.services import audit_record
+from audit.services import AuditEntry, audit_record, audit_record_many
 from clinical.dicom.models import Study
 from clinical.models import CheckupVisit, User
 from clinical.scoping import facility_ids_for, role_at
@@ -108,7 +108,10 @@ def _enqueue_on_commit(job: InferenceJob, queue: str) -> None:
     transaction.on_commit(lambda: run_job.apply_async(args=[job_id], queue=queue))
 
 
-def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None) -> InferenceJob | None:
+def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None,
+            audit_later: list[AuditEntry] | None = None) -> InferenceJob | None:
+    """Insert one job and queue it on commit; its audit event is recorded now, or appended to
+    `audit_later` for the caller to record with the rest of its batch (same transaction)."""
     visit = target if isinstance(target, CheckupVisit) else None
     study = target if isinstance(target, Study) else None
     try:
@@ -120,12 +123,16 @@ def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor:
             )
     except IntegrityError:  # one live job per target and model already exists
         return None
-    audit_record(kind=EventKind.CREATE, user=actor, role=role_at(actor, target.facility_id) if actor else "",
-                 facility_id=target.facility_id, object_type="inference.inferencejob", object_id=job.pk,
-                 patient_id=target.patient_id,
-                 details={"task": task, "model": str(mv), "model_version": mv.pk, "shadow": mv.shadow,
-                          "visit": visit.pk if visit else None, "study": study.pk if study else None,
-                          "auto": actor is None})
+    entry = AuditEntry(kind=EventKind.CREATE, user=actor, role=role_at(actor, target.facility_id) if actor else "",
+                       facility_id=target.facility_id, object_type="inference.inferencejob", object_id=job.pk,
+                       patient_id=target.patient_id,
+                       details={"task": task, "model": str(mv), "model_version": mv.pk, "shadow": mv.shadow,
+                                "visit": visit.pk if visit else None, "study": study.pk if study else None,
+                                "auto": actor is None})
+    if audit_later is None:
+        audit_record_many([entry])
+    else:
+        audit_later.append(entry)
     _enqueue_on_commit(job, mv.queue)
     return job
 
@@ -175,22 +182,33 @@ def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterabl
     """Visits or studies arrived: queue a job for every enabled model of their task (shadow models
     included), where the facility drafts automatically. Safe to call twice (one live job each)."""
     created: list[InferenceJob] = []
+    # An import brings hundreds of visits of a few facilities and tasks: look policies and models
+    # up once per facility and task, not once per visit.
+    policies: dict[tuple[int, str], bool] = {}
+    models: dict[str, list[ModelVersion]] = {}
+    entries: list[AuditEntry] = []
     with transaction.atomic():
         targets: list[CheckupVisit | Study] = [
             *CheckupVisit.objects.filter(id__in=list(visit_ids)),
             *Study.objects.filter(id__in=list(study_ids), patient__isnull=False),
         ]
         for target in targets:
-            if not _auto_draft(target.facility_id, "visit" if isinstance(target, CheckupVisit) else "study"):
+            key = (target.facility_id, "visit" if isinstance(target, CheckupVisit) else "study")
+            if key not in policies:
+                policies[key] = _auto_draft(*key)
+            if not policies[key]:
                 continue
             try:
                 task = _task_of(target)
             except JobRefused:
                 continue
-            for mv in models_for(task):
-                job = _create(target=target, task=task, mv=mv, actor=None)
+            if task not in models:
+                models[task] = models_for(task)
+            for mv in models[task]:
+                job = _create(target=target, task=task, mv=mv, actor=None, audit_later=entries)
                 if job is not None:
                     created.append(job)
+        audit_record_many(entries)
     return created
 
 
@@ -250,7 +268,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
     except DraftParseError as exc:
         cut = "（トークン上限で打ち切り）" if finish_reason == "length" else ""
         return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
-                        text=text, stage=f"parse:{exc.kind}")
+                        text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens)
     report_text = draft_to_text(parsed)
     grounding = grounding_record(report_text, prepared.sources)
     now = timezone.now()
@@ -279,7 +297,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
 
 
 def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
-             stage: str = "failed") -> InferenceJob | None:
+             stage: str = "failed", completion_tokens: int | None = None) -> InferenceJob | None:
     """Mark an active job FAILED with the reason shown to users. With `worker_id`, only if this
     worker still holds it."""
     rows = InferenceJob.objects.filter(id=job_id, status__in=ACTIVE)
@@ -289,6 +307,8 @@ def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: st
                               "finished_at": timezone.now(), "lease_expires_at": None}
     if text is not None:
         fields["partial_text"] = text
+    if completion_tokens is not None:  # what the model wrote, kept with the text it wrote
+        fields["completion_tokens"] = completion_tokens
     with transaction.atomic():
         if rows.update(**fields) != 1:
             return None

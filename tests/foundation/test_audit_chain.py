@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -16,7 +18,7 @@ from django.db.utils import DatabaseError
 
 from audit.kinds import EventKind
 from audit.models import AppendOnlyError, AuditEvent
-from audit.services import audit_record
+from audit.services import AuditEntry, audit_record, audit_record_many
 from audit.verify import verify_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,26 @@ def test_it_chains_each_event_to_the_previous_one() -> None:
     assert (first.seq, second.seq, third.seq) == (1, 2, 3)
     assert second.prev_hash == first.hash and third.prev_hash == second.hash
     assert verify_chain().ok and verify_chain().checked == 3
+
+
+@pytest.mark.django_db
+def test_a_batch_appends_the_same_chain_as_one_event_at_a_time_with_one_head_lock(
+    django_assert_num_queries: Any,
+) -> None:
+    first = audit_record(kind=EventKind.CREATE, object_type="t", object_id=0)
+    entries = [AuditEntry(kind=EventKind.CREATE, object_type="inference.inferencejob", object_id=i, facility_id=7,
+                          details={"auto": True, "n": i}) for i in range(1, 51)]
+    # lock the head, insert the 50 rows, move the head (+ the savepoint around them)
+    with django_assert_num_queries(5):
+        batch = audit_record_many(entries)
+    assert [e.seq for e in batch] == list(range(2, 52))
+    assert batch[0].prev_hash == first.hash and all(b.prev_hash == a.hash for a, b in itertools.pairwise(batch))
+    stored = AuditEvent.objects.get(seq=51)
+    assert (stored.object_id, stored.details, stored.hash) == ("50", {"auto": True, "n": 50}, batch[-1].hash)
+    after = audit_record(kind=EventKind.UPDATE, object_type="t", object_id=0)
+    assert after.seq == 52 and after.prev_hash == batch[-1].hash
+    assert verify_chain().ok and verify_chain().checked == 52
+    assert audit_record_many([]) == []
 
 
 @pytest.mark.django_db
