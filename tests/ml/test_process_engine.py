@@ -46,12 +46,12 @@ def _gone(pid: int, within: float) -> bool:
 @pytest.fixture(scope="module")
 def engines(tiny_causal: Path) -> Iterator[tuple[Any, Any]]:
     """(in a child process, in this process) on the same checkpoint."""
-    child = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=8, max_seq_len=256,
-                         process=True)
-    here = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=8, max_seq_len=256)
+    child: Any = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=8, max_seq_len=256,
+                              process=True)
+    here: Any = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=8, max_seq_len=256)
     yield child, here
     child.close()
-    here.close()  # type: ignore[attr-defined]
+    here.close()
 
 
 def test_it_writes_what_the_engine_writes_in_this_process(engines: tuple[Any, Any]) -> None:
@@ -119,8 +119,8 @@ def test_it_answers_health_and_counters_from_the_child(engines: tuple[Any, Any])
 def test_it_fails_running_requests_with_the_exit_code_when_the_child_dies_and_starts_a_new_one(
     tiny_causal: Path,
 ) -> None:
-    engine = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=4, max_seq_len=512,
-                          process=True)
+    engine: Any = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=4, max_seq_len=512,
+                               process=True)
     try:
         first = engine.pid
         results: list[Any] = []
