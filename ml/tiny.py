@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 # Enough Japanese to cover what our prompts, templates and reports write; characters outside it
 # become <unk> (harmless for a random model, but keep prompts mostly inside it).
@@ -189,6 +189,50 @@ def build_tiny_checkpoint(
         chat_template=CHAT_TEMPLATE,
     )
     processor.save_pretrained(path)
+    return path
+
+
+# Random-weight stand-ins for the GPU figures (issue 5): the transformer shapes of llm-jp-3 (Llama
+# architecture; hidden size, layers, heads, MLP width and vocabulary as published in their configs).
+SHAPES: dict[str, dict[str, Any]] = {
+    "llm-jp-3-1.8b": {"hidden_size": 2048, "intermediate_size": 7168, "num_hidden_layers": 24,
+                      "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 99487},
+    "llm-jp-3-13b": {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
+                     "num_attention_heads": 40, "num_key_value_heads": 40, "vocab_size": 99487},
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 0},
+}
+
+
+def build_shaped_checkpoint(path: Path, shape: str, device: str = "cpu", seed: int = 0) -> Path:
+    """A causal Llama with random weights in the shape `SHAPES[shape]`, saved in bf16 with our
+    char-level tokenizer (its ids fit any of these vocabularies), for benchmarks that must load
+    through the production path. Built on `device` (the 13B shape: ~26 GB, build it on the GPU)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_text_tokenizer()
+    dims = dict(SHAPES[shape])
+    dims["vocab_size"] = max(dims["vocab_size"], len(tokenizer))
+    config = LlamaConfig(**dims, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=False, dtype="bfloat16")
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # 13B in float32 would need 52 GB while it is built
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, do_sample=False,
+                                               eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    del model
     return path
 
 

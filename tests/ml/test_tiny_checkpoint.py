@@ -78,3 +78,34 @@ def test_it_builds_the_same_weights_for_the_same_seed(tmp_path: Path) -> None:
 def test_it_refuses_an_unknown_kind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown tiny checkpoint kind"):
         build_tiny_checkpoint(tmp_path, kind="whisper")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("shape", "billions"), [("llm-jp-3-1.8b", 1.87), ("llm-jp-3-13b", 13.71)])
+def test_the_benchmark_shapes_have_the_parameter_counts_of_llm_jp_3(shape: str, billions: float) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ml.tiny import SHAPES
+
+    with torch.device("meta"):  # shapes only, no memory
+        model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], tie_word_embeddings=False))
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == billions
+
+
+def test_a_shaped_checkpoint_loads_through_the_engine_and_writes(tmp_path: Path) -> None:
+    import json
+
+    from ml.engines import build_engine
+    from ml.protocol import DraftRequest, Finished
+    from ml.tiny import build_shaped_checkpoint
+
+    path = build_shaped_checkpoint(tmp_path / "tiny", "tiny")
+    saved = json.loads((path / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype")) == "bfloat16" and saved["num_hidden_layers"] == 2
+    engine: Any = build_engine("transformers", str(path), device="cpu", max_batch_size=2, max_seq_len=128)
+    try:
+        result = engine.submit_sync(DraftRequest(request_id="s", task="checkup_summary", prompt="心電図",
+                                                 prompt_version="bench", max_new_tokens=5, ignore_eos=True))
+    finally:
+        engine.close()
+    assert isinstance(result, Finished) and result.completion_tokens == 5
