@@ -11,10 +11,11 @@ it at once, so first-token latency and the end of a request are not delayed.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from ml.protocol import EngineEvent, Failed, Finished, Token
 
@@ -104,3 +105,30 @@ def drain(
                     raise
             if isinstance(event, Finished | Failed):
                 return event
+
+
+Sink = Callable[[EngineEvent], None]
+
+
+async def stream(start: Callable[[Sink], object], cancel: Callable[[], object]) -> AsyncIterator[EngineEvent]:
+    """The asynchronous half of the protocol's `submit`: `start(sink)` queues the request (it runs in
+    a worker thread, as it may tokenize or start a process) and the engine's events are yielded
+    until the request ends; a consumer that leaves early cancels it, which frees its slot."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+    def sink(event: EngineEvent) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    await asyncio.to_thread(start, sink)
+    ended = False
+    try:
+        while True:
+            event = await events.get()
+            ended = isinstance(event, Finished | Failed)
+            yield event
+            if ended:
+                return
+    finally:
+        if not ended:
+            cancel()

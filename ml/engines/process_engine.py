@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ml.engines.mailbox import Mailbox, drain
+from ml.engines.mailbox import Mailbox, drain, stream
 from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished
 
 log = logging.getLogger(__name__)
@@ -209,25 +209,8 @@ class ProcessEngine:
         self._submit(request, box.put)
         return drain(box, on_event, timeout, lambda: self.cancel_sync(request.request_id))
 
-    async def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-        def sink(event: EngineEvent) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        await asyncio.to_thread(self._submit, request, sink)
-        ended = False
-        try:
-            while True:
-                event = await events.get()
-                ended = isinstance(event, _TERMINAL)
-                yield event
-                if ended:
-                    return
-        finally:
-            if not ended:  # the consumer left early: free the slot
-                self.cancel_sync(request.request_id)
+    def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
+        return stream(lambda sink: self._submit(request, sink), lambda: self.cancel_sync(request.request_id))
 
     def cancel_sync(self, request_id: str) -> bool:
         with self._lock:

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ml.engines.detokenize import IncrementalDetokenizer
-from ml.engines.mailbox import Mailbox, drain
+from ml.engines.mailbox import Mailbox, drain, stream
 from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished, Started
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = ("finished", "failed")
 
 # Weights are loaded once per process, whichever engine objects are built on them.
 _loaded: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
@@ -268,25 +267,10 @@ class TransformersEngine:
 
     # ---- the protocol -------------------------------------------------------------------------
 
-    async def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-        def sink(event: EngineEvent) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        seq = await asyncio.to_thread(self._sequence, request, sink)
-        ended = False
-        try:
-            while True:
-                event = await events.get()
-                ended = event.kind in _TERMINAL
-                yield event
-                if ended:
-                    return
-        finally:
-            if not ended and seq is not None:  # the consumer left early: free the slot
-                seq.cancelled = True
+    def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
+        started: list[Any] = []
+        return stream(lambda sink: started.append(self._sequence(request, sink)),
+                      lambda: self._cancel_seq(started[0] if started else None))
 
     def start(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> None:
         """Tokenize `request` in this thread and queue it without waiting: Started (or Failed) goes to
