@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference import conf
 from ml.engines import build_engine
+from ml.engines.mailbox import Mailbox, drain
 from ml.protocol import DraftRequest, Engine, EngineError, EngineEvent, Failed, Finished
 
 if TYPE_CHECKING:
@@ -144,45 +144,32 @@ def run_sync(
 ) -> Finished | Failed:
     """Submit from a plain thread and block until the request ends; `on_event` runs in this thread
     for every event. If `on_event` raises, the request is cancelled and the exception propagates.
-    Past `timeout` the request is cancelled (the result is then Finished(cancelled)). Engines with a
-    blocking `submit_sync` merge the Tokens that come within `coalesce_s` of the previous delivery."""
+    Past `timeout` the request is cancelled (the result is then Finished(cancelled)). Tokens that
+    come within `coalesce_s` of the previous delivery reach `on_event` as one."""
     submit_sync = getattr(engine, "submit_sync", None)
     if callable(submit_sync):
         result: Finished | Failed = submit_sync(request, on_event, timeout, coalesce_s)
         return result
 
-    events: queue.SimpleQueue[EngineEvent | BaseException] = queue.SimpleQueue()
+    # A purely async engine streams on this module's loop into the same mailbox and wait loop
+    # (`ml.engines.mailbox.drain`) that blocking engines use: one set of timeout and cancel rules.
+    box = Mailbox(coalesce_s)
 
     async def pump() -> None:
         try:
             async for event in engine.submit(request):
-                events.put(event)
+                box.put(event)
                 if isinstance(event, Finished | Failed):
                     return
-            events.put(Failed(request.request_id, "the engine ended the stream without a result"))
-        except BaseException as exc:  # delivered to the waiting thread, not lost in the loop
-            events.put(exc)
+            box.put(Failed(request.request_id, "the engine ended the stream without a result"))
+        except BaseException as exc:  # delivered to the waiting thread as the request's end
+            box.put(Failed(request.request_id, f"engine error: {type(exc).__name__}: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
 
     future = _run_coro(pump())
-    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = events.get(timeout=wait)
-            except queue.Empty:
-                cancel_sync(engine, request.request_id)
-                deadline = None
-                continue
-            if isinstance(item, BaseException):
-                return Failed(request.request_id, f"engine error: {type(item).__name__}: {item}")
-            try:
-                on_event(item)
-            except BaseException:
-                cancel_sync(engine, request.request_id)
-                raise
-            if isinstance(item, Finished | Failed):
-                return item
+        return drain(box, on_event, timeout, lambda: cancel_sync(engine, request.request_id))
     finally:
         if not future.done():
             future.cancel()
