@@ -59,11 +59,13 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
 
     out: dict[str, Any] = {"shape": shape, "device": args.device, "compile": not args.eager, "n": args.n,
                            "prompt_tokens": args.prompt, "new_tokens": args.new}
-    where = Path(tempfile.mkdtemp(prefix=f"{shape}-", dir=args.dir))
+    keep = args.checkpoint is not None
+    where = Path(args.checkpoint) if keep else Path(tempfile.mkdtemp(prefix=f"{shape}-", dir=args.dir))
     try:
         t = time.perf_counter()
-        build_shaped_checkpoint(where, shape, device=args.device)
-        out["build_and_save_s"] = round(time.perf_counter() - t, 1)
+        if not (where / "config.json").exists():
+            build_shaped_checkpoint(where, shape, device=args.device)
+            out["build_and_save_s"] = round(time.perf_counter() - t, 1)
         if args.device == "cuda":
             torch.cuda.empty_cache()
         t = time.perf_counter()
@@ -121,7 +123,8 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
             out["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         engine.close()
     finally:
-        shutil.rmtree(where, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(where, ignore_errors=True)
         if args.device == "cuda":
             import gc
 
@@ -139,10 +142,15 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--eager", action="store_true", help="no torch.compile / CUDA graphs")
     parser.add_argument("--dir", default=None, help="where checkpoints are written (default: the temp dir)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="keep the checkpoint here (built when missing, reused when present; one --shape)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     figures = []
-    for shape in args.shape or ["llm-jp-3-1.8b", "llm-jp-3-13b"]:
+    shapes = args.shape or ["llm-jp-3-1.8b", "llm-jp-3-13b"]
+    if args.checkpoint and len(shapes) > 1:
+        parser.error("--checkpoint takes one --shape")
+    for shape in shapes:
         figures.append(measure(shape, args))
         print(json.dumps(figures[-1], ensure_ascii=False), flush=True)
     print()

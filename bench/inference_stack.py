@@ -1,5 +1,4 @@
-"""Benchmark (issue 5): what the stack costs on top of the engine. The tiny transformers checkpoint,
-N concurrent drafts (default 64):
+"""Benchmark (issue 5): what the stack costs on top of the engine. N concurrent drafts (default 64):
 
 - direct: the same N requests submitted straight to the engine (`TransformersEngine` in this
   process) from N threads, with the token merging the worker's threads get;
@@ -7,7 +6,9 @@ N concurrent drafts (default 64):
   process (`celery worker -Q gpu --pool threads --concurrency N`, settings as shipped: its engine in
   a child process, pooled database connections) → the channel layer (Redis) → N websocket
   clients (Channels' communicator on the real ASGI application, in this process), timed until every
-  client holds the final state. One job runs through the stack first, untimed (warm worker).
+  client holds the final state. One job runs through the stack first, untimed (warm worker); then
+  `--singles` drafts one at a time (a user pressing 下書きを作成 at low load): first token at the
+  websocket and the whole draft, from the moment the row is created.
 
 Prints both times and their ratio, the rows' timeline (queued, started, first token, finished) and
 the CPU seconds each party used during the stack run: with 2 cores the stack's own processes and
@@ -16,6 +17,14 @@ the engine compete for the same cores, which the direct run has to itself.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379 \
         .venv/bin/python bench/inference_stack.py [N] [max_new_tokens] [--in-process] [--one-by-one]
 
+The GPU figure (a lent H100/H200, `bench/device/run.sh`): an llm-jp-3 shaped random checkpoint,
+compiled; the direct run's engine is then in a child process that exits before the worker starts
+(two copies of a 13B model and their caches would not fit); `bench/inference_gpu.py` gives the
+engine-level single-draft figures in the same device call:
+
+    python bench/inference_stack.py 64 256 --shape llm-jp-3-13b --checkpoint /tmp/ck/13b \
+        --device cuda --compile --json out.json
+
 `--in-process`: the worker as a thread of this process. `--one-by-one`: rows created one after
 another by `job_create` (N users pressing 下書きを作成). `MEDLMM_BENCH_PYSPY=<file>`: sample the
 worker with py-spy meanwhile. It creates and drops its own database `medlmm_bench_inf` and uses
@@ -23,31 +32,72 @@ Redis databases 13–15. Not a test: it prints figures."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-NEW_TOKENS = int(sys.argv[2]) if len(sys.argv) > 2 else 128
-ONE_BY_ONE = "--one-by-one" in sys.argv
+
+from ml.tiny import SHAPES  # noqa: E402  (ml/ never imports Django)
+
+# Reports per minute of a compiled static batch of 64 on one H200 (anchors.md, GPU section).
+ANCHOR_BATCH64 = {"llm-jp-3-1.8b": 1882.0, "llm-jp-3-13b": 490.0}
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("n", nargs="?", type=int, default=64, help="concurrent drafts")
+    p.add_argument("new_tokens", nargs="?", type=int, default=128, help="max_new_tokens of the model")
+    p.add_argument("--in-process", action="store_true", help="the worker as a thread of this process")
+    p.add_argument("--one-by-one", action="store_true", help="rows created one after another by job_create")
+    p.add_argument("--shape", default="tiny-causal", choices=["tiny-causal", *SHAPES],
+                   help="tiny-causal: the tests' tiny checkpoint; else a random checkpoint of that shape")
+    p.add_argument("--checkpoint", help="checkpoint directory (built there when it holds none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true", help="the engine's compiled decode (CUDA graphs on a GPU)")
+    p.add_argument("--prompt", type=int, default=0,
+                   help="pick the visit's items so that its prompt is about this many tokens (0: every item)")
+    p.add_argument("--singles", type=int, default=3, help="drafts run one at a time after the warm-up")
+    p.add_argument("--no-direct", action="store_true", help="skip the engine-only run")
+    p.add_argument("--json", help="also write the figures to this file")
+    return p.parse_args()
+
+
+ARGS = _parse()
+N = ARGS.n
+NEW_TOKENS = ARGS.new_tokens
+ONE_BY_ONE = ARGS.one_by_one
 # Default: the GPU worker is its own process, as production runs it (`celery worker -Q gpu --pool
 # threads`); --in-process runs the worker as a thread of this process, beside the websocket clients
 # (one interpreter lock for engine, worker threads and clients: that measured 4-5x the direct time).
-IN_PROCESS = "--in-process" in sys.argv
+IN_PROCESS = ARGS.in_process
 BENCH_DB = "medlmm_bench_inf"
 base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 server = base.rsplit("/", 1)[0]
-subprocess.run(["psql", f"{server}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB}"], check=True)
-subprocess.run(["psql", f"{server}/postgres", "-qc", f"CREATE DATABASE {BENCH_DB}"], check=True)
+
+
+def _admin(sql: str) -> None:
+    """CREATE/DROP DATABASE through psycopg (no psql needed where the bench runs)."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(sql.encode())  # our own fixed statements
+
+
+_admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+_admin(f"CREATE DATABASE {BENCH_DB}")
 os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379")
 os.environ["REDIS_DB_BASE"] = "13"
@@ -62,6 +112,81 @@ from django.core.management import call_command  # noqa: E402
 
 settings.AXES_ENABLED = False
 settings.INFERENCE_AUTO_DRAFT = False  # fixtures' visits queue nothing of their own
+
+# A full 特定健診 visit (every numeric item of the catalogue): the prompt a real checkup gives.
+VISIT_VALUES = {"height_cm": "170.2", "weight_kg": "68.4", "bmi": "23.6", "waist_cm": "86.0", "dbp": "96",
+                "tg": "180", "hdl": "48", "ldl": "142", "non_hdl": "170", "fbg": "112", "hba1c": "6.8",
+                "ast": "32", "alt": "41", "ggt": "65", "egfr": "72.5", "creatinine": "0.92",
+                "uric_acid": "7.4", "hb": "14.8"}
+
+
+def make_visit(facility: Any, mrn: str, items: int = len(VISIT_VALUES), sbp: str = "152") -> Any:
+    """A screened visit with blood pressure and the first `items` other values of `VISIT_VALUES`."""
+    import datetime as dt
+
+    from clinical.intake.items import BY_KEY
+    from clinical.models import CheckupVisit, Observation, Patient, ScreeningResult
+
+    patient = Patient.objects.create(facility=facility, mrn=mrn, family_name="山田", given_name="太郎",
+                                     family_name_kana="ヤマダ", given_name_kana="タロウ", sex="M",
+                                     birth_date=dt.date(1970, 4, 1))
+    visit = CheckupVisit.objects.create(facility=facility, patient=patient, exam_date=dt.date(2024, 6, 1),
+                                        course="tokutei", status="screened", follow_up=True)
+    values = {"sbp": sbp, **dict(list(VISIT_VALUES.items())[:items])}
+    Observation.objects.bulk_create(
+        Observation(visit=visit, item=item, value_num=Decimal(value), unit=BY_KEY[item].unit, source="bench")
+        for item, value in values.items())
+    Observation.objects.create(visit=visit, item="urine_protein", value_text="±", source="bench")
+    ScreeningResult.objects.create(visit=visit, ruleset="mhlw-2024", ruleset_version="4", follow_up=True,
+                                   items={"sbp": "referral", "hba1c": "referral"},
+                                   reasons=[f"収縮期血圧 {sbp} mmHg ≥ 受診勧奨判定値 140 mmHg",
+                                            "HbA1c 6.8 % ≥ 受診勧奨判定値 6.5 %"])
+    return visit
+
+
+def _items_for_prompt(facility: Any, mv: Any, checkpoint: Path, target: int) -> tuple[int, int]:
+    """(items per visit, prompt tokens): the visit whose prompt, as the engine encodes it, comes
+    closest to `target` tokens (the anchors' drafts read 640; 0: every item). Trial visits are
+    rolled back."""
+    from django.db import transaction
+    from transformers import AutoTokenizer
+
+    from inference.inputs import prepare
+    from inference.models import InferenceJob
+    from ml.engines.transformers_engine import build_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    counts = []
+    with transaction.atomic():
+        for k in range(len(VISIT_VALUES) + 1):
+            visit = make_visit(facility, mrn=f"TRIAL{k}", items=k)
+            job = InferenceJob(visit=visit, patient=visit.patient, model_version=mv, task="checkup_summary")
+            request = prepare(job).request
+            encoded: Any = tokenizer.apply_chat_template(build_messages(request, None), add_generation_prompt=True,
+                                                         tokenize=True, return_dict=True)
+            ids = encoded["input_ids"]
+            counts.append((abs(len(ids) - target), k, len(ids)))
+        transaction.set_rollback(True)
+    _, k, tokens = min(counts) if target else counts[-1]
+    return k, tokens
+
+
+def _checkpoint() -> tuple[Path, str]:
+    """(checkpoint directory, what it is); built once, reused when --checkpoint already holds one."""
+    from ml.tiny import build_shaped_checkpoint, build_tiny_checkpoint
+
+    where = Path(ARGS.checkpoint) if ARGS.checkpoint else Path(tempfile.mkdtemp()) / ARGS.shape
+    if not (where / "config.json").exists():
+        if ARGS.shape == "tiny-causal":
+            build_tiny_checkpoint(where, kind="causal", seed=0)
+        else:
+            build_shaped_checkpoint(where, ARGS.shape, device=ARGS.device)
+            if ARGS.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()  # this process keeps no GPU memory: the engines are elsewhere
+    what = "tiny causal checkpoint" if ARGS.shape == "tiny-causal" else f"random {ARGS.shape}-shaped checkpoint"
+    return where, f"{what} on {ARGS.device}{', compiled' if ARGS.compile else ''}"
 
 
 def _cpu(worker_pid: int) -> dict[str, float]:
@@ -80,10 +205,11 @@ def _cpu(worker_pid: int) -> dict[str, float]:
             "redis": cpu_seconds(named("redis-server")), "postgres": cpu_seconds(named("postgres"))}
 
 
-def main() -> None:
+def main() -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
     from channels.testing import WebsocketCommunicator
     from django.db import connections
+    from django.db.models import Max, Min
     from django.test import Client
 
     from clinical import services as clinical_services
@@ -93,74 +219,113 @@ def main() -> None:
     from inference.inputs import prepare
     from inference.models import InferenceJob
     from ml.engines import build_engine
-    from ml.tiny import build_tiny_checkpoint
-    from tests.inference.conftest import make_visit
 
+    figures: dict[str, Any] = {"n": N, "max_new_tokens": NEW_TOKENS, "shape": ARGS.shape, "device": ARGS.device,
+                               "compile": ARGS.compile}
     call_command("migrate", "--noinput", verbosity=0)
     facility = clinical_services.facility_create(code="BENCH", name="ベンチ健診センター")
     staff = clinical_services.user_create(username="bench_staff", password="Bench-Password-42!",  # noqa: S106
                                           display_name="ベンチ")
     clinical_services.membership_grant(user=staff, facility=facility, role="staff")
-    checkpoint = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny", kind="causal", seed=0)
-    services.model_version_register(name="tiny", version="bench", engine="transformers",
-                                    location=str(checkpoint), tasks=["checkup_summary"],
-                                    options={"device": "cpu", "max_batch_size": N},
-                                    max_new_tokens=NEW_TOKENS, enabled=True)
-    visits = [make_visit(facility, mrn=f"B{i:05d}") for i in range(N)]
-    spare = make_visit(facility, mrn="WARMUP")
-    # The engine itself, in this process; the worker builds its own through the pool, as in
-    # production (in a child process of its own unless INFERENCE_ENGINE_PROCESS=0).
-    engine: Any = build_engine("transformers", str(checkpoint), device="cpu", max_batch_size=N)
-    engine.warmup()
+    started = time.perf_counter()
+    checkpoint, what = _checkpoint()
+    figures["checkpoint_s"] = round(time.perf_counter() - started, 1)
+    options: dict[str, Any] = {"device": ARGS.device, "max_batch_size": N}
+    if ARGS.compile:
+        options["compile"] = True
+
+    def register() -> Any:
+        # No SHA-256 of a random checkpoint (26 GB for the 13B shape: half a minute of hashing per run).
+        return services.model_version_register(
+            name=ARGS.shape, version="bench", engine="transformers", location=str(checkpoint),
+            tasks=["checkup_summary"], options=options, max_new_tokens=NEW_TOKENS, enabled=True, weights_sha256="")
+
+    items, tokens = _items_for_prompt(facility, register(), checkpoint, ARGS.prompt)
+    print(f"visits with {items + 1} measured items: prompt {tokens} tokens (asked for {ARGS.prompt or 'all items'})")
+    # A compiled decode step reads the whole cache window: size it to the task, as an operator
+    # registering a model would (ModelVersion.options.max_seq_len).
+    options["max_seq_len"] = tokens + NEW_TOKENS + 8
+    register()
+    visits = [make_visit(facility, mrn=f"B{i:05d}", items=items) for i in range(N)]
+    spare = make_visit(facility, mrn="WARMUP", items=items)
+    singles = [make_visit(facility, mrn=f"S{i:05d}", items=items) for i in range(ARGS.singles)]
     # The same merging of tokens the worker's threads get with N jobs streaming (a stronger baseline
     # than waking every thread for every token).
     coalesce_s = max(conf.broadcast_every_s(), N / conf.broadcasts_per_s())
 
-    # --- direct: the engine alone ------------------------------------------------------------------
+    # --- direct: the engine alone, in this process -------------------------------------------------
+    direct_s: float | None = None
     probe = [services.job_create(actor=staff, visit=v) for v in visits]  # only to build identical requests
     requests = [prepare(InferenceJob.objects.select_related("model_version", "visit", "patient").get(pk=j.pk))
                 for j in probe]
     InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
     app.control.purge()
-    direct_tokens: list[int] = []
+    if not ARGS.no_direct:
+        # On a GPU the engine runs in a child process that exits when closed: the worker then gets
+        # the whole GPU (two copies of a 13B model and their caches would not fit).
+        engine: Any = build_engine("transformers", str(checkpoint), **options, process=ARGS.device != "cpu")
+        engine.warmup()
+        direct_tokens: list[int] = []
+        prompt_tokens: list[int] = []
 
-    def direct_one(i: int) -> None:
-        result: Any = engine.submit_sync(requests[i].request, lambda _e: None, None, coalesce_s)
-        direct_tokens.append(result.completion_tokens)
+        def direct_one(i: int) -> None:
+            result: Any = engine.submit_sync(requests[i].request, lambda _e: None, None, coalesce_s)
+            direct_tokens.append(result.completion_tokens)
+            prompt_tokens.append(result.prompt_tokens)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=direct_one, args=(i,)) for i in range(N)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    direct_s = time.perf_counter() - started
+        started = time.perf_counter()
+        threads = [threading.Thread(target=direct_one, args=(i,)) for i in range(N)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        direct_s = time.perf_counter() - started
+        engine.close()
+        del engine
+        figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
+                       prompt_tokens=max(prompt_tokens))
 
     # --- the stack ---------------------------------------------------------------------------------
     client = Client()
     client.force_login(staff)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
-    async def watch(job_id: int) -> dict[str, Any]:
+    async def watch(job_id: int, since: float | None = None) -> dict[str, Any]:
+        """Follow a job's websocket to its final state; with `since`, note when the first token came."""
         ws = WebsocketCommunicator(application, f"/ws/jobs/{job_id}/",
                                    headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
         connected, _ = await ws.connect(timeout=30)
         assert connected
+        first: float | None = None
         while True:
-            message = await ws.receive_json_from(timeout=60)
+            message = await ws.receive_json_from(timeout=600)
+            if first is None and (message["type"] == "job.token" or message.get("text")):
+                first = time.perf_counter()
             if message["type"] == "job.state" and message["final"]:
                 await ws.disconnect()
+                if since is not None:
+                    message["_first_token_s"] = (first or time.perf_counter()) - since
+                    message["_final_s"] = time.perf_counter() - since
                 return message
 
     async def warm_up() -> None:
-        # One job through the whole stack before the clock starts: the worker has loaded and warmed
-        # its model at start (the preload), and this takes the first-job costs of the rest (imports
-        # on the prepare path, the worker threads' first connections) out of the figure, as they are
-        # out of a worker that has been running.
+        # One job through the whole stack before the clock starts: the worker loads and warms its
+        # model at start (the preload; this job waits for it), and this takes the first-job costs of
+        # the rest (imports on the prepare path, the worker threads' first connections) out of the
+        # figure, as they are out of a worker that has been running.
         settings.INFERENCE_AUTO_DRAFT = True
         [job] = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[spare.pk])
         settings.INFERENCE_AUTO_DRAFT = False
         await watch(job.pk)
+
+    async def one_at_a_time() -> list[dict[str, Any]]:
+        """A user presses 下書きを作成 with nothing else running: row → … → websocket."""
+        finals = []
+        for v in singles:
+            t0 = time.perf_counter()
+            job = await asyncio.to_thread(services.job_create, actor=staff, visit=v)
+            finals.append(await watch(job.pk, since=t0))
+        return finals
 
     async def run_stack() -> list[dict[str, Any]]:
         if ONE_BY_ONE:  # N users each pressing "draft": rows created one after another
@@ -168,13 +333,18 @@ def main() -> None:
         else:  # N visits arriving together (an import): the path that drafts arrivals, one transaction
             settings.INFERENCE_AUTO_DRAFT = True  # that path drafts only where auto-drafting is on
             jobs = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[v.pk for v in visits])
+            settings.INFERENCE_AUTO_DRAFT = False
         assert len(jobs) == N
         return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
 
+    cpu: dict[str, float] = {}
+    spawned = time.perf_counter()
     if IN_PROCESS:
         with start_worker(app, pool="threads", concurrency=N, queues=["gpu"], perform_ping_check=False,
                           loglevel="WARNING", shutdown_timeout=30):
             asyncio.run(warm_up())
+            figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
+            single_finals = asyncio.run(one_at_a_time())
             started = time.perf_counter()
             finals = asyncio.run(run_stack())
             stack_s = time.perf_counter() - started
@@ -189,6 +359,9 @@ def main() -> None:
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError("the GPU worker did not start")
             asyncio.run(warm_up())
+            # From the worker's spawn to its first draft: model load + compile/warm-up + one job.
+            figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
+            single_finals = asyncio.run(one_at_a_time())
             # MEDLMM_BENCH_PYSPY=<file>: sample the worker with py-spy (raw stacks) during the run.
             profile = os.environ.get("MEDLMM_BENCH_PYSPY")
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--nonblocking", "-r", "100",
@@ -197,37 +370,64 @@ def main() -> None:
             started = time.perf_counter()
             finals = asyncio.run(run_stack())
             stack_s = time.perf_counter() - started
-            cpu = {k: v - cpu0[k] for k, v in _cpu(worker.pid).items()}
+            cpu = {k: round(v - cpu0[k], 2) for k, v in _cpu(worker.pid).items()}
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
-            print("CPU seconds during the stack run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
         finally:
             worker.terminate()
-            worker.wait(timeout=30)
-    statuses = {m["status"] for m in finals}
-    from django.db.models import Max, Min
-
-    measured = InferenceJob.objects.exclude(pk__in=[j.pk for j in probe]).exclude(visit=spare)
+            worker.wait(timeout=60)
+    measured = InferenceJob.objects.filter(visit__in=visits).exclude(pk__in=[j.pk for j in probe])
     span = measured.aggregate(
         q0=Min("queued_at"), q1=Max("queued_at"), s0=Min("started_at"), s1=Max("started_at"),
         f0=Min("first_token_at"), f1=Max("first_token_at"), e0=Min("finished_at"), e1=Max("finished_at"))
     errors = sorted(set(measured.exclude(error="").values_list("error", flat=True)))
     t0 = span["q0"]
-    print("timeline (s after the first row): " + ", ".join(
-        f"{k}={(v - t0).total_seconds():.2f}" for k, v in span.items() if v is not None))
+    timeline = {k: round((v - t0).total_seconds(), 2) for k, v in span.items() if v is not None}
     stack_tokens = sum(m["completion_tokens"] for m in finals)
+    prompt = measured.aggregate(p=Max("prompt_tokens"))["p"]
     connections.close_all()
 
-    print(f"engine: tiny causal checkpoint on CPU, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}")
-    print(f"direct (engine only):          {direct_s:7.2f} s  {sum(direct_tokens) / direct_s:8.0f} tok/s")
+    figures.update(
+        stack_s=round(stack_s, 3), stack_tokens_per_s=round(stack_tokens / stack_s, 1),
+        stack_reports_per_min=round(N / stack_s * 60, 1),
+        completion_tokens=sorted({m["completion_tokens"] for m in finals}),
+        prompt_tokens=prompt, final_statuses=sorted({m["status"] for m in finals}), timeline=timeline, cpu_s=cpu,
+        single_first_token_ws_s=[round(m["_first_token_s"], 3) for m in single_finals],
+        single_draft_ws_s=[round(m["_final_s"], 3) for m in single_finals], errors=[e[:300] for e in errors[:5]])
+    if direct_s is not None:
+        figures["ratio_stack_to_direct"] = round(stack_s / direct_s, 3)
+    if ARGS.shape in ANCHOR_BATCH64:
+        anchor = ANCHOR_BATCH64[ARGS.shape]
+        figures["ratio_to_compiled_static_batch"] = round(figures["stack_reports_per_min"] / anchor, 3)
+
+    print(f"engine: {what}, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}, prompt {prompt} tokens")
+    if cpu:
+        print("CPU seconds during the stack run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print("timeline (s after the first row): " + ", ".join(f"{k}={v:.2f}" for k, v in timeline.items()))
+    if direct_s is not None:
+        print(f"direct (engine only):          {direct_s:7.2f} s  {figures['direct_tokens_per_s']:8.0f} tok/s")
     where = "worker thread in this process" if IN_PROCESS else (
         "worker process, engine in its own" if settings.INFERENCE_ENGINE_PROCESS else "worker process")
-    print(f"stack  (row→Celery→ws client, {where}): {stack_s:7.2f} s  {stack_tokens / stack_s:8.0f} tok/s  "
-          f"(final states: {sorted(statuses)})")
-    for error in errors[:5]:
-        print(f"  error: {error[:300]}")
-    print(f"ratio stack/direct: {stack_s / direct_s:.3f}  (overhead {100 * (stack_s / direct_s - 1):.1f}%)")
+    print(f"stack  (row→Celery→ws client, {where}): {stack_s:7.2f} s  {figures['stack_tokens_per_s']:8.0f} tok/s  "
+          f"{figures['stack_reports_per_min']:.1f} reports/min  (final states: {figures['final_statuses']}, "
+          f"tokens per draft {figures['completion_tokens']})")
+    print(f"worker spawn → first draft done (load + warm-up + one job): {figures['worker_ready_s']:.1f} s")
+    if single_finals:
+        first = statistics.median(figures["single_first_token_ws_s"])
+        whole = statistics.median(figures["single_draft_ws_s"])
+        print(f"one draft at a time, row → websocket: first token {first:.3f} s, whole draft {whole:.3f} s "
+              f"(median of {len(single_finals)})")
+    for error in figures["errors"]:
+        print(f"  error: {error}")
+    if direct_s is not None:
+        print(f"ratio stack/direct: {stack_s / direct_s:.3f}  (overhead {100 * (stack_s / direct_s - 1):.1f}%)")
+    if "ratio_to_compiled_static_batch" in figures:
+        print(f"ratio to the compiled static batch of 64 ({ANCHOR_BATCH64[ARGS.shape]:.0f} reports/min, H200): "
+              f"{figures['ratio_to_compiled_static_batch']:.3f}  (goal ≥ 1.0 for the 13B shape)")
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps(figures, ensure_ascii=False, indent=2))
+    return figures
 
 
 if __name__ == "__main__":
@@ -237,5 +437,4 @@ if __name__ == "__main__":
         from django.db import connections
 
         connections.close_all()
-        subprocess.run(["psql", f"{server}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"],
-                       check=False)
+        _admin(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
