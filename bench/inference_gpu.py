@@ -57,7 +57,8 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
     from ml.protocol import DraftRequest, Finished, Token
     from ml.tiny import build_shaped_checkpoint
 
-    out: dict[str, Any] = {"shape": shape, "device": args.device, "compile": not args.eager, "n": args.n,
+    out: dict[str, Any] = {"shape": shape, "device": args.device, "compile": not args.eager,
+                           "compile_shapes": args.compile_shapes, "n": args.n,
                            "prompt_tokens": args.prompt, "new_tokens": args.new}
     keep = args.checkpoint is not None
     where = Path(args.checkpoint) if keep else Path(tempfile.mkdtemp(prefix=f"{shape}-", dir=args.dir))
@@ -71,7 +72,7 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         engine: Any = build_engine("transformers", str(where), device=args.device, max_batch_size=args.n,
                                    max_seq_len=args.prompt + args.new + 8, compile=not args.eager,
-                                   max_prefill_tokens=max(8192, args.prompt * 8))
+                                   compile_shapes=args.compile_shapes, max_prefill_tokens=max(8192, args.prompt * 8))
         out["load_s"] = round(time.perf_counter() - t, 1)
         out["warmup_s"] = round(engine.warmup(), 1)
         prompt = _prompt_of(engine._tokenizer, args.prompt)
@@ -97,11 +98,14 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
         out["single_draft_s"] = round(min(s for s, _ in singles), 3)
         out["single_first_token_s"] = round(min(f for _, f in singles), 3)
 
-        # n concurrent drafts
+        # n concurrent drafts, their tokens merged as a worker's job threads get them (inference.conf:
+        # every max(0.1 s, jobs / 200 s⁻¹)); woken at every token, 64 threads in this process slowed
+        # the generation loop that shares their interpreter lock.
         results: list[Any] = [None] * args.n
+        coalesce_s = max(0.1, args.n / 200)
 
         def one(i: int) -> None:
-            results[i] = engine.submit_sync(request(i))
+            results[i] = engine.submit_sync(request(i), None, None, coalesce_s)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(args.n)]
         t = time.perf_counter()
@@ -141,6 +145,8 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--eager", action="store_true", help="no torch.compile / CUDA graphs")
+    parser.add_argument("--compile-shapes", default="dynamic", choices=["dynamic", "static"],
+                        help="one symbolic batch graph, or one graph per batch bucket")
     parser.add_argument("--dir", default=None, help="where checkpoints are written (default: the temp dir)")
     parser.add_argument("--checkpoint", default=None,
                         help="keep the checkpoint here (built when missing, reused when present; one --shape)")

@@ -74,16 +74,48 @@ def _corpus() -> list[str]:
     return [_JA_MEDICAL_CORPUS, string.printable, '{}[]":,.-+0123456789 truefalsenull']
 
 
-def _build_text_tokenizer():  # -> PreTrainedTokenizerFast (kept untyped: transformers is imported lazily)
+# Visible characters for ids beyond the trained ones (CJK ideographs, their extensions, Hangul):
+# enough for a 100k vocabulary without private-use or unassigned code points.
+_FILLER_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xAC00, 0xD7A3), (0x20000, 0x2A6DF), (0x2A700, 0x2EBE0),
+                  (0x30000, 0x3134A))
+
+
+def _filler_characters(taken: set[str], count: int) -> list[str]:
+    out: list[str] = []
+    for low, high in _FILLER_RANGES:
+        for code in range(low, high + 1):
+            if len(out) == count:
+                return out
+            if chr(code) not in taken:
+                out.append(chr(code))
+    if len(out) < count:
+        raise ValueError(f"cannot fill a vocabulary with {count} more visible characters")
+    return out
+
+
+def _build_text_tokenizer(vocab_size: int = 0):  # -> PreTrainedTokenizerFast (untyped: transformers is lazy)
+    """Our character-level tokenizer; with `vocab_size` larger than what it learns, padded with
+    visible characters up to that size, so that every id a model of that vocabulary can emit decodes
+    to text (random weights then write visible characters, as a real model's tokens are)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(unk_token=_NAMED_SPECIAL["unk_token"]))
-    # Every character (newlines included) is its own word, and words are glued back without spaces.
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    def shaped(model: Any) -> Tokenizer:
+        tok = Tokenizer(model)
+        # Every character (newlines included) is its own word, and words are glued back without spaces.
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tok.decoder = decoders.Fuse()
+        return tok
+
+    tok = shaped(models.WordLevel(unk_token=_NAMED_SPECIAL["unk_token"]))
     trainer = trainers.WordLevelTrainer(vocab_size=100_000, min_frequency=1, special_tokens=_SPECIAL)
     tok.train_from_iterator(_corpus(), trainer=trainer)
+    if vocab_size > tok.get_vocab_size():
+        vocab = tok.get_vocab()
+        for char in _filler_characters(set(vocab), vocab_size - len(vocab)):
+            vocab[char] = len(vocab)
+        tok = shaped(models.WordLevel(vocab=vocab, unk_token=_NAMED_SPECIAL["unk_token"]))
+        tok.add_special_tokens(_SPECIAL)  # already in the vocabulary: they keep their ids
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         **_NAMED_SPECIAL,
@@ -204,17 +236,22 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-def build_shaped_checkpoint(path: Path, shape: str, device: str = "cpu", seed: int = 0) -> Path:
+def build_shaped_checkpoint(
+    path: Path, shape: str, device: str = "cpu", seed: int = 0, layers: int | None = None
+) -> Path:
     """A causal Llama with random weights in the shape `SHAPES[shape]`, saved in bf16 with our
-    char-level tokenizer (its ids fit any of these vocabularies), for benchmarks that must load
-    through the production path. Built on `device` (the 13B shape: ~26 GB, build it on the GPU)."""
+    char-level tokenizer padded to the shape's vocabulary (every id decodes to a character), for
+    benchmarks that must load through the production path. Built on `device` (the 13B shape:
+    ~26 GB, build it on the GPU). `layers` keeps the widths with fewer layers (fast to compile)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_text_tokenizer()
     dims = dict(SHAPES[shape])
+    if layers is not None:
+        dims["num_hidden_layers"] = layers
+    tokenizer = _build_text_tokenizer(vocab_size=dims["vocab_size"])
     dims["vocab_size"] = max(dims["vocab_size"], len(tokenizer))
     config = LlamaConfig(**dims, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

@@ -7,11 +7,14 @@
 # 2. bench/inference_gpu.py: the engine alone (prompt 640, 256 new tokens): warm-up, one draft,
 #    64 concurrent; 3. bench/inference_stack.py: the same checkpoint through the whole stack.
 # A compiled run that fails is followed by an eager one, so a call brings back figures either way.
+# STEPS (2nd argument, default engine,stack) may name `step`: bench/inference_gpu_step.py (the bare
+# decode step per batch size, dynamic vs static graphs, on 2 layers: ~2 minutes). COMPILE_SHAPES=static
+# compiles one graph per batch bucket in the engine and stack runs.
 # Local dry run (CPU, tiny shape, other ports): PYTHON=.venv/bin/python DEVICE=cpu PGPORT=5499
 #   REDIS_PORT=6399 N=8 NEW=16 bash bench/device/run.sh tiny
 set -uo pipefail
 SHAPE=${1:-llm-jp-3-1.8b}
-STEPS=${2:-engine,stack}
+STEPS=${2:-engine,stack}  # any of engine, stack, step
 KIT=${KIT:-.gpukit}
 OUT=${OUT:-/tmp/medlmm-gpu-out}
 PYTHON=${PYTHON:-python3}
@@ -71,11 +74,17 @@ SHM_FREE=$(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
 [ "${SHM_FREE:-0}" -gt 40 ] && CK=/dev/shm/medlmm-ck
 mkdir -p $CK
 for other in $CK/*; do [ -e "$other" ] && [ "$other" != "$CK/$SHAPE" ] && rm -rf "$other"; done
-COMPILE=--compile
+COMPILE=${COMPILE---compile}  # COMPILE= (empty): eager throughout
+SHAPES_ARG="--compile-shapes ${COMPILE_SHAPES:-dynamic}"
+if [[ $STEPS == *step* ]]; then
+  log "bare decode step: $SHAPE, 2 layers"
+  $PYTHON bench/inference_gpu_step.py --shape $SHAPE --device $DEVICE --n $N --new $NEW --json "$OUT/step-$SHAPE.json" \
+    2>&1 | tee "$OUT/step-$SHAPE.log" | grep -v -E "^Loading weights|^Writing"
+fi
 if [[ $STEPS == *engine* ]]; then
   log "engine alone: $SHAPE"
   if ! $PYTHON bench/inference_gpu.py --shape $SHAPE --device $DEVICE --n $N --new $NEW --checkpoint $CK/$SHAPE \
-      ${ENGINE_ARGS:-} --json "$OUT/engine-$SHAPE.json" 2>&1 | tee "$OUT/engine-$SHAPE.log" | grep -v "^Loading weights"; then
+      $SHAPES_ARG ${ENGINE_ARGS:-} --json "$OUT/engine-$SHAPE.json" 2>&1 | tee "$OUT/engine-$SHAPE.log" | grep -v "^Loading weights"; then
     log "compiled engine run failed: eager"
     COMPILE=""
     $PYTHON bench/inference_gpu.py --shape $SHAPE --device $DEVICE --n $N --new $NEW --checkpoint $CK/$SHAPE --eager \
@@ -85,8 +94,8 @@ fi
 if [[ $STEPS == *stack* ]]; then
   log "whole stack: $SHAPE ${COMPILE:-(eager)}"
   DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
-    $PYTHON bench/inference_stack.py $N $NEW --shape $SHAPE --checkpoint $CK/$SHAPE --device $DEVICE $COMPILE \
-      --prompt 640 --json "$OUT/stack-$SHAPE.json" 2>&1 | tee "$OUT/stack-$SHAPE.log" \
+    $PYTHON bench/inference_stack.py $N $NEW --shape $SHAPE --checkpoint $CK/$SHAPE --device $DEVICE $COMPILE $SHAPES_ARG \
+      --prompt 640 ${STACK_ARGS:-} --json "$OUT/stack-$SHAPE.json" 2>&1 | tee "$OUT/stack-$SHAPE.log" \
       | grep -v -E "^Loading weights|^ *$|^[- ]*\*|\.> |SecurityWarning|superuser|--uid|User information|_warn_or_raise"
 fi
 log "done"

@@ -19,9 +19,10 @@ def build_engine(kind: str, location: str, **options: Any) -> Engine:
 
     - `template`: `location` is the template id (`template-ja-v1`); options: chunk_chars, delay.
     - `transformers`: `location` is a checkpoint directory; options: device, dtype, max_batch_size,
-      max_seq_len, compile, max_prefill_tokens. Weights load once per process. With `process=True`
-      the engine runs in a child process of its own (`ProcessEngine`: what a GPU worker uses, so
-      the generation loop does not share an interpreter lock with the worker's job threads).
+      max_seq_len, compile, compile_shapes ("dynamic" | "static"), max_prefill_tokens. Weights load
+      once per process. With `process=True` the engine runs in a child process of its own
+      (`ProcessEngine`: what a GPU worker uses, so the generation loop does not share an
+      interpreter lock with the worker's job threads).
     - `openai` (alias `vllm`): `location` is the server URL; options: model (required), api_key,
       timeout, connect_timeout, extra_body.
 

@@ -97,6 +97,7 @@ class ContinuousBatcher:
         eos_token_ids: Iterable[int],
         compile: bool = False,
         max_prefill_tokens: int = 8192,
+        compile_shapes: Literal["dynamic", "static"] = "dynamic",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -108,6 +109,9 @@ class ContinuousBatcher:
         self.eos_token_ids = frozenset(eos_token_ids)
         self.max_prefill_tokens = max_prefill_tokens
         self.compiled = compile
+        if compile_shapes not in ("dynamic", "static"):
+            raise ValueError(f"compile_shapes must be 'dynamic' or 'static', not {compile_shapes!r}")
+        self.compile_shapes = compile_shapes
         self.buckets = _buckets(max_batch_size)
 
         with torch.no_grad():
@@ -128,11 +132,15 @@ class ContinuousBatcher:
         if compile:
             import torch._dynamo.config as dynamo_config
 
-            # b = 1 gets its own graph (dynamo specialises sizes 0/1), every other bucket shares one
-            # graph with a symbolic batch size; CUDA graphs are then recorded per bucket.
+            # "dynamic": b = 1 gets its own graph (dynamo specialises sizes 0/1), every other bucket
+            # shares one graph with a symbolic batch size (two compiles). "static": one graph per
+            # bucket, each specialised to its size as b = 1 is (a compile per bucket, longer warm-up).
+            # CUDA graphs are recorded per bucket either way. On an H200 the 1.8B shape ran batch 1
+            # at 3.9 ms per step and batch 64 at 24 ms on the symbolic graph (bench/README.md):
+            # "static" is there to measure against it.
             dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 2 * len(self.buckets) + 4)
             mode = "reduce-overhead" if device.type == "cuda" else "default"
-            self._step_fn = torch.compile(self._decode, mode=mode, fullgraph=False, dynamic=True)
+            self._step_fn = torch.compile(self._decode, mode=mode, fullgraph=False, dynamic=compile_shapes == "dynamic")
             if device.type == "cuda":
                 # Each step is a new inference "iteration" for CUDA-graph trees: earlier outputs may be reused.
                 self._mark_step = torch.compiler.cudagraph_mark_step_begin

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ml.engines.detokenize import IncrementalDetokenizer
 from ml.engines.mailbox import Mailbox, drain, stream
@@ -152,11 +152,14 @@ class TransformersEngine:
         max_seq_len: int = 2048,
         compile: bool = False,
         max_prefill_tokens: int = 8192,
+        compile_shapes: Literal["dynamic", "static"] = "dynamic",
     ) -> None:
         import torch
 
         from ml.engines.batcher import ContinuousBatcher
 
+        if compile_shapes not in ("dynamic", "static"):  # before minutes of loading, not after
+            raise EngineError(f"compile_shapes must be 'dynamic' or 'static', not {compile_shapes!r}")
         self.model = str(location)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
@@ -193,6 +196,7 @@ class TransformersEngine:
                 eos_token_ids=eos,
                 compile=compile,
                 max_prefill_tokens=max_prefill_tokens,
+                compile_shapes=compile_shapes,
             )
         except torch.OutOfMemoryError as exc:
             raise EngineError(f"KV cache does not fit: {exc}") from exc

@@ -109,3 +109,21 @@ def test_a_shaped_checkpoint_loads_through_the_engine_and_writes(tmp_path: Path)
     finally:
         engine.close()
     assert isinstance(result, Finished) and result.completion_tokens == 5
+
+
+def test_a_shaped_vocabulary_decodes_every_id_to_a_visible_character() -> None:
+    """A random model of llm-jp's 99,487-token vocabulary emits any id; with only our trained
+    characters most ids decoded to nothing, so benchmarks timed "first token" at the first *visible*
+    one (seconds late on the H200). Padded, every id is one character and the trained ids keep theirs."""
+    from ml.tiny import SHAPES, _build_text_tokenizer
+
+    size = SHAPES["llm-jp-3-13b"]["vocab_size"]
+    trained = _build_text_tokenizer()
+    padded = _build_text_tokenizer(vocab_size=size)
+    assert len(padded) == size
+    text = "健診の総合判定 HbA1c 6.8 %\n{\"impression\": \"要精密検査\"}"
+    assert padded(text)["input_ids"] == trained(text)["input_ids"]
+    beyond = list(range(len(trained), size))
+    decoded = padded.decode(beyond, skip_special_tokens=True)
+    assert len(decoded) == len(beyond) and not decoded.isspace() and "\ufffd" not in decoded
+    assert padded.decode([padded.eos_token_id, padded.convert_tokens_to_ids("健")], skip_special_tokens=True) == "健"

@@ -297,3 +297,38 @@ def test_it_compiles_the_decode_step_on_gpu_and_writes_what_eager_writes(tiny_ll
     finally:
         eager.close()
         compiled.close()
+
+
+def test_it_compiles_one_static_graph_per_batch_bucket_that_writes_what_eager_writes(
+    tiny_causal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compile_shapes="static": each bucket (here 1, 2 and 4) gets its own graph, as batch 1 always
+    does ("dynamic" makes two: b = 1 and one symbolic b); the text is the eager engine's."""
+    from torch._dynamo.utils import counters
+
+    from ml.engines.transformers_engine import TransformersEngine
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    reqs = [request(f"s{i}", PROMPTS[i], max_new_tokens=6 + i, ignore_eos=True) for i in range(6)]
+    eager = TransformersEngine(str(tiny_causal), device="cpu", max_batch_size=4, max_seq_len=128)
+    try:
+        expected = [_final(e).text for e in collect_many(eager, reqs)]
+    finally:
+        eager.close()
+    compiled_before = counters["stats"]["unique_graphs"]
+    static = TransformersEngine(
+        str(tiny_causal), device="cpu", max_batch_size=4, max_seq_len=128, compile=True, compile_shapes="static"
+    )
+    try:
+        static.warmup()
+        assert counters["stats"]["unique_graphs"] - compiled_before == 3  # one per bucket: b = 1, 2, 4
+        assert [_final(e).text for e in collect_many(static, reqs, stagger=0.002)] == expected
+    finally:
+        static.close()
+        torch._dynamo.reset()
+
+
+def test_it_refuses_an_unknown_compile_shapes_before_loading_the_model(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="compile_shapes must be 'dynamic' or 'static'"):
+        build_engine("transformers", str(tmp_path / "not-even-there"), compile=True, compile_shapes="ragged")
