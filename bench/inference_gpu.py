@@ -50,6 +50,31 @@ def _prompt_of(tokenizer: Any, tokens: int) -> str:
         text += base[len(text) % len(base)]
 
 
+def run_concurrent(engine: Any, request: Any, n: int, new_tokens: int) -> float:
+    """Seconds for `request(0..n-1)` submitted at once from n threads, each ending with `new_tokens`.
+
+    Their tokens are merged as a worker's job threads get them (inference.conf: every
+    max(0.1 s, jobs / 200 s⁻¹)): woken at every token, 64 threads in this process slowed the
+    generation loop that shares their interpreter lock."""
+    from ml.protocol import Finished
+
+    results: list[Any] = [None] * n
+    coalesce_s = max(0.1, n / 200)
+
+    def one(i: int) -> None:
+        results[i] = engine.submit_sync(request(i), None, None, coalesce_s)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    started = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - started
+    assert all(isinstance(r, Finished) and r.completion_tokens == new_tokens for r in results), results[:1]
+    return wall
+
+
 def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -98,23 +123,7 @@ def measure(shape: str, args: argparse.Namespace) -> dict[str, Any]:
         out["single_draft_s"] = round(min(s for s, _ in singles), 3)
         out["single_first_token_s"] = round(min(f for _, f in singles), 3)
 
-        # n concurrent drafts, their tokens merged as a worker's job threads get them (inference.conf:
-        # every max(0.1 s, jobs / 200 s⁻¹)); woken at every token, 64 threads in this process slowed
-        # the generation loop that shares their interpreter lock.
-        results: list[Any] = [None] * args.n
-        coalesce_s = max(0.1, args.n / 200)
-
-        def one(i: int) -> None:
-            results[i] = engine.submit_sync(request(i), None, None, coalesce_s)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.n)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t
-        assert all(isinstance(r, Finished) and r.completion_tokens == args.new for r in results)
+        wall = run_concurrent(engine, request, args.n, args.new)
         out["batch_wall_s"] = round(wall, 2)
         out["reports_per_min"] = round(args.n / wall * 60, 1)
         out["tokens_per_s"] = round(args.n * args.new / wall, 1)

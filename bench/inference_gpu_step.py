@@ -25,7 +25,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,10 +71,10 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from inference_gpu import _prompt_of
+    from inference_gpu import _prompt_of, run_concurrent
 
     from ml.engines import build_engine
-    from ml.protocol import DraftRequest, Finished
+    from ml.protocol import DraftRequest
     from ml.tiny import build_shaped_checkpoint
 
     where = build_shaped_checkpoint(Path(tempfile.mkdtemp()) / "ck", args.shape, device=args.device, layers=args.layers)
@@ -90,24 +89,13 @@ def main() -> None:
         out["warmup_s"] = round(engine.warmup(), 1)
         out["bare_step_ms"] = bare_steps(engine, sizes, args.device)
         prompt = _prompt_of(engine._tokenizer, args.prompt)
-        results: list[Any] = [None] * args.n
-        coalesce_s = max(0.1, args.n / 200)
 
-        def one(i: int, engine: Any = engine, prompt: str = prompt, results: list[Any] = results,
-                coalesce_s: float = coalesce_s) -> None:
-            results[i] = engine.submit_sync(
-                DraftRequest(request_id=f"{i}", task="checkup_summary", prompt=prompt, prompt_version="bench",
-                             max_new_tokens=args.new, ignore_eos=True), None, None, coalesce_s)
+        def request(i: int, prompt: str = prompt) -> DraftRequest:
+            return DraftRequest(request_id=f"{i}", task="checkup_summary", prompt=prompt, prompt_version="bench",
+                                max_new_tokens=args.new, ignore_eos=True)
 
         steps0 = engine.stats()["steps"]
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.n)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t
-        assert all(isinstance(r, Finished) and r.completion_tokens == args.new for r in results), results[:1]
+        wall = run_concurrent(engine, request, args.n, args.new)
         steps = engine.stats()["steps"] - steps0
         out.update(engine_wall_s=round(wall, 3), engine_steps=steps, engine_ms_per_step=round(1000 * wall / steps, 3),
                    scheduler_ms_per_step=round(1000 * wall / steps - out["bare_step_ms"][args.n], 3))
