@@ -109,9 +109,6 @@ class ContinuousBatcher:
         self.eos_token_ids = frozenset(eos_token_ids)
         self.max_prefill_tokens = max_prefill_tokens
         self.compiled = compile
-        if compile_shapes not in ("dynamic", "static"):
-            raise ValueError(f"compile_shapes must be 'dynamic' or 'static', not {compile_shapes!r}")
-        self.compile_shapes = compile_shapes
         self.buckets = _buckets(max_batch_size)
 
         with torch.no_grad():
