@@ -265,12 +265,13 @@ def main() -> dict[str, Any]:
 
     # --- direct: the engine alone, in this process -------------------------------------------------
     direct_s: float | None = None
-    probe = [services.job_create(actor=staff, visit=v) for v in visits]  # only to build identical requests
-    requests = [prepare(InferenceJob.objects.select_related("model_version", "visit", "patient").get(pk=j.pk))
-                for j in probe]
-    InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
-    app.control.purge()
+    probe: list[Any] = []
     if not ARGS.no_direct:
+        probe = [services.job_create(actor=staff, visit=v) for v in visits]  # only to build identical requests
+        requests = [prepare(InferenceJob.objects.select_related("model_version", "visit", "patient").get(pk=j.pk))
+                    for j in probe]
+        InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
+        app.control.purge()
         # On a GPU the engine runs in a child process that exits when closed: the worker then gets
         # the whole GPU (two copies of a 13B model and their caches would not fit).
         engine: Any = build_engine("transformers", str(checkpoint), **options, process=ARGS.device != "cpu")
