@@ -5,7 +5,7 @@
 # stack and transformers (our engine needs 5.24's prefill cache API; 5.17 failed tests/ml), and
 # this machine's PostgreSQL 15 and Redis binaries with their libraries (x86-64, Debian 12; run
 # there with LD_LIBRARY_PATH, never for python). Carry it with the device tool's `carry`:
-#   [".gpukit/whl", ".gpukit/sys.tar.xz", ".gpukit/zoneinfo.tar.xz"]   (≈ 58 MiB of the 64 allowed)
+#   [".gpukit/whl", ".gpukit/sys.tar.xz", ".gpukit/zoneinfo.tar.xz", ".gpukit/testwhl"]   (≈ 58 MiB of the 64 allowed)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx "/.gpukit/" .git/info/exclude 2>/dev/null || echo "/.gpukit/" >> .git/info/exclude
@@ -23,6 +23,9 @@ python3 -m pip download -q "${PLAT[@]}" -d .gpukit/whl -c requirements/constrain
   packaging-* typing_extensions-* anyio-* h11-* six-* python_dateutil-* filelock-* fsspec-* tqdm-* \
   safetensors-* shellingham-* typer-* click-8* tokenizers-* pydantic* annotated_* typing_inspection* \
   huggingface_hub* httpx2* httpcore2* truststore* )
+# The GPU tests (`pytest -m gpu tests/ml`: run.sh's `gputest` step) need pytest-django beside the image's pytest.
+mkdir -p .gpukit/testwhl
+python3 -m pip download -q --no-deps --only-binary=:all: -d .gpukit/testwhl -c requirements/constraints.txt pytest-django
 PGBIN=/usr/lib/postgresql/15/bin
 mkdir -p .gpukit/sys/usr/lib/postgresql/15/bin .gpukit/sys/usr/share/postgresql
 cp $PGBIN/{postgres,initdb,pg_ctl,pg_isready} .gpukit/sys/usr/lib/postgresql/15/bin/
@@ -38,4 +41,4 @@ for b in $PGBIN/{postgres,initdb,pg_ctl,pg_isready} /usr/bin/redis-server; do ld
   | xargs -I{} cp -L {} .gpukit/sys/lib/
 tar -C .gpukit/sys -cf - . | xz -T0 -6 > .gpukit/sys.tar.xz && rm -rf .gpukit/sys
 tar -C /usr/share -cf - zoneinfo | xz -T0 -6 > .gpukit/zoneinfo.tar.xz
-du -sh .gpukit/whl .gpukit/*.xz
+du -sh .gpukit/whl .gpukit/testwhl .gpukit/*.xz

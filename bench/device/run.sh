@@ -9,12 +9,13 @@
 # A compiled run that fails is followed by an eager one, so a call brings back figures either way.
 # STEPS (2nd argument, default engine,stack) may name `step`: bench/inference_gpu_step.py (the bare
 # decode step per batch size, dynamic vs static graphs, on 2 layers: ~2 minutes). COMPILE_SHAPES=static
-# compiles one graph per batch bucket in the engine and stack runs.
+# compiles one graph per batch bucket in the engine and stack runs. `gputest`: the suite's GPU tests
+# (pytest -m gpu tests/ml; carry .gpukit/testwhl too).
 # Local dry run (CPU, tiny shape, other ports): PYTHON=.venv/bin/python DEVICE=cpu PGPORT=5499
 #   REDIS_PORT=6399 N=8 NEW=16 bash bench/device/run.sh tiny
 set -uo pipefail
 SHAPE=${1:-llm-jp-3-1.8b}
-STEPS=${2:-engine,stack}  # any of engine, stack, step
+STEPS=${2:-engine,stack}  # any of engine, stack, step, gputest
 KIT=${KIT:-.gpukit}
 OUT=${OUT:-/tmp/medlmm-gpu-out}
 PYTHON=${PYTHON:-python3}
@@ -80,6 +81,15 @@ if [[ $STEPS == *step* ]]; then
   log "bare decode step: $SHAPE, 2 layers"
   $PYTHON bench/inference_gpu_step.py --shape $SHAPE --device $DEVICE --n $N --new $NEW --json "$OUT/step-$SHAPE.json" \
     2>&1 | tee "$OUT/step-$SHAPE.log" | grep -v -E "^Loading weights|^Writing"
+fi
+if [[ $STEPS == *gputest* ]]; then
+  log "GPU tests"
+  if ! $PYTHON -c "import pytest_django" 2>/dev/null; then
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-test \
+      "$KIT"/testwhl/*.whl && export PYTHONPATH=/tmp/site-test${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
+    $PYTHON -m pytest -p no:cacheprovider -m gpu tests/ml -q -rs 2>&1 | tee "$OUT/gputest.log" | tail -15
 fi
 if [[ $STEPS == *engine* ]]; then
   log "engine alone: $SHAPE"
