@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-from ml.protocol import EngineEvent, Failed, Finished, Token
+from ml.protocol import DraftRequest, EngineEvent, Failed, Finished, Token
 
 
 def merge_tokens(events: list[EngineEvent]) -> list[EngineEvent]:
@@ -108,19 +108,21 @@ def drain(
 
 
 Sink = Callable[[EngineEvent], None]
+Cancel = Callable[[], object]
 
 
-async def stream(start: Callable[[Sink], object], cancel: Callable[[], object]) -> AsyncIterator[EngineEvent]:
-    """The asynchronous half of the protocol's `submit`: `start(sink)` queues the request (it runs in
-    a worker thread, as it may tokenize or start a process) and the engine's events are yielded
-    until the request ends; a consumer that leaves early cancels it, which frees its slot."""
+async def stream(begin: Callable[[Sink], Cancel]) -> AsyncIterator[EngineEvent]:
+    """The asynchronous half of the protocol's `submit`: `begin(sink)` queues the request (it runs in
+    a worker thread, as it may tokenize or start a process) and returns its cancel; the engine's
+    events are yielded until the request ends; a consumer that leaves early cancels it, which frees
+    its slot."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
     def sink(event: EngineEvent) -> None:
         loop.call_soon_threadsafe(events.put_nowait, event)
 
-    await asyncio.to_thread(start, sink)
+    cancel = await asyncio.to_thread(begin, sink)
     ended = False
     try:
         while True:
@@ -132,3 +134,32 @@ async def stream(start: Callable[[Sink], object], cancel: Callable[[], object]) 
     finally:
         if not ended:
             cancel()
+
+
+class SinkEngine:
+    """The protocol's `submit` and the blocking `submit_sync` of a local engine, written once over
+    the engine's `_begin(request, sink) -> cancel` (TransformersEngine, ProcessEngine)."""
+
+    def _begin(self, request: DraftRequest, sink: Sink) -> Cancel:
+        """Queue `request`; its events go to `sink` from the engine's thread. Returns its cancel."""
+        raise NotImplementedError
+
+    def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
+        return stream(lambda sink: self._begin(request, sink))
+
+    def submit_sync(
+        self,
+        request: DraftRequest,
+        on_event: Callable[[EngineEvent], None] | None = None,
+        timeout: float | None = None,
+        coalesce_s: float = 0.0,
+    ) -> Finished | Failed:
+        """Blocking submit for threads without an event loop (Celery). `on_event` runs in this thread.
+
+        `timeout` (seconds, whole request) cancels the request when exceeded; the result is then
+        `Finished(finish_reason="cancelled")`. If `on_event` raises, the request is cancelled and the
+        exception propagates. With `coalesce_s` > 0 the Tokens that arrive within that many seconds
+        of the previous delivery reach `on_event` as one (see `Mailbox`).
+        """
+        box = Mailbox(coalesce_s)
+        return drain(box, on_event, timeout, self._begin(request, box.put))

@@ -23,14 +23,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ml.engines.mailbox import Mailbox, drain, stream
+from ml.engines.mailbox import SinkEngine
 from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _TERMINAL = (Finished, Failed)
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds the `ml` package
 
 
-class ProcessEngine:
+class ProcessEngine(SinkEngine):
     """`kind` engine (one with `start()`, i.e. "transformers") built in a child process.
 
     Offers what `TransformersEngine` offers: the async protocol, `submit_sync`/`cancel_sync`,
@@ -197,20 +197,9 @@ class ProcessEngine:
             if mine is not None:
                 sink(Failed(request.request_id, "the engine process is not running"))
 
-    def submit_sync(
-        self,
-        request: DraftRequest,
-        on_event: Callable[[EngineEvent], None] | None = None,
-        timeout: float | None = None,
-        coalesce_s: float = 0.0,
-    ) -> Finished | Failed:
-        """As `TransformersEngine.submit_sync`."""
-        box = Mailbox(coalesce_s)
-        self._submit(request, box.put)
-        return drain(box, on_event, timeout, lambda: self.cancel_sync(request.request_id))
-
-    def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
-        return stream(lambda sink: self._submit(request, sink), lambda: self.cancel_sync(request.request_id))
+    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> Callable[[], bool]:
+        self._submit(request, sink)
+        return lambda: self.cancel_sync(request.request_id)
 
     def cancel_sync(self, request_id: str) -> bool:
         with self._lock:

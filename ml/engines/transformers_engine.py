@@ -18,13 +18,13 @@ import io
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from ml.engines.detokenize import IncrementalDetokenizer
-from ml.engines.mailbox import Mailbox, drain, stream
-from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished, Started
+from ml.engines.mailbox import SinkEngine
+from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Started
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def build_messages(request: DraftRequest, images: list[Any] | None) -> list[dict
     return messages
 
 
-class TransformersEngine:
+class TransformersEngine(SinkEngine):
     """Runs a local HF checkpoint with continuous batching across concurrent requests.
 
     `submit()` is the async interface (`ml.protocol.Engine`). Threads that are not in an event loop
@@ -271,34 +271,15 @@ class TransformersEngine:
 
     # ---- the protocol -------------------------------------------------------------------------
 
-    def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
-        started: list[Any] = []
-        return stream(lambda sink: started.append(self._sequence(request, sink)),
-                      lambda: self._cancel_seq(started[0] if started else None))
+    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> Callable[[], None]:
+        seq = self._sequence(request, sink)
+        return lambda: self._cancel_seq(seq)
 
     def start(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> None:
         """Tokenize `request` in this thread and queue it without waiting: Started (or Failed) goes to
         `sink` before this returns, the Tokens and the Finished/Failed come later from the
         generation thread. `sink` must be quick and must not block (it runs on the model's thread)."""
         self._sequence(request, sink)
-
-    def submit_sync(
-        self,
-        request: DraftRequest,
-        on_event: Callable[[EngineEvent], None] | None = None,
-        timeout: float | None = None,
-        coalesce_s: float = 0.0,
-    ) -> Finished | Failed:
-        """Blocking submit for threads without an event loop (Celery). `on_event` runs in this thread.
-
-        `timeout` (seconds, whole request) cancels the request when exceeded; the result is then
-        `Finished(finish_reason="cancelled")`. If `on_event` raises, the request is cancelled and the
-        exception propagates. With `coalesce_s` > 0 the Tokens that arrive within that many seconds
-        of the previous delivery reach `on_event` as one (see `ml.engines.mailbox`).
-        """
-        box = Mailbox(coalesce_s)
-        seq = self._sequence(request, box.put)
-        return drain(box, on_event, timeout, lambda: self._cancel_seq(seq))
 
     @staticmethod
     def _cancel_seq(seq: Any) -> None:
