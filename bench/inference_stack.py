@@ -6,8 +6,9 @@
   process (`celery worker -Q gpu --pool threads --concurrency N`, settings as shipped: its engine in
   a child process, pooled database connections) → the channel layer (Redis) → N websocket
   clients (Channels' communicator on the real ASGI application, in this process), timed until every
-  client holds the final state. One job runs through the stack first, untimed (warm worker); then
-  `--singles` drafts one at a time (a user pressing 下書きを作成 at low load): first token at the
+  client holds the final state. One job runs through the stack first, untimed (the worker's
+  preload), then a round of N, untimed (the worker's threads, as in a worker that has been running;
+  `--cold`: none); then `--singles` drafts one at a time (a user pressing 下書きを作成 at low load): first token at the
   websocket and the whole draft, from the moment the row is created.
 
 Prints both times and their ratio, the rows' timeline (queued, started, first token, finished) and
@@ -26,14 +27,15 @@ engine-level single-draft figures in the same device call:
         --device cuda --compile --json out.json
 
 `--in-process`: the worker as a thread of this process. `--one-by-one`: rows created one after
-another by `job_create` (N users pressing 下書きを作成). `MEDLMM_BENCH_PYSPY=<file>`: sample the
-worker with py-spy meanwhile. It creates and drops its own database `medlmm_bench_inf` and uses
-Redis databases 13–15. Not a test: it prints figures."""
+another by `job_create` (N users pressing 下書きを作成). `MEDLMM_BENCH_PYSPY=<prefix>`: sample the
+worker and this process with py-spy (`<prefix>.worker`, `<prefix>.ws`). It creates and drops its own
+database `medlmm_bench_inf` and uses Redis databases 13–15. Not a test: it prints figures."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,10 @@ def _parse() -> argparse.Namespace:
                    help="pick the visit's items so that its prompt is about this many tokens (0: every item)")
     p.add_argument("--singles", type=int, default=3, help="drafts run one at a time after the warm-up")
     p.add_argument("--no-direct", action="store_true", help="skip the engine-only run")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="direct and stack runs taken in turns (CPU; on a GPU one of each): the ratio is their median")
+    p.add_argument("--cold", action="store_true",
+                   help="no warm-up round of N jobs: the timed round also creates the worker's N threads")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args()
 
@@ -256,31 +263,43 @@ def main() -> dict[str, Any]:
     # registering a model would (ModelVersion.options.max_seq_len).
     options["max_seq_len"] = tokens + NEW_TOKENS + 8
     register()
-    visits = [make_visit(facility, mrn=f"B{i:05d}", items=items) for i in range(N)]
+    # On a GPU the direct engine and the worker's cannot both hold the model: one direct run, closed
+    # before the worker starts. On the CPU direct and stack runs alternate, the engine kept between
+    # its runs, so that both see the same machine (this one's speed drifts by ±30% over minutes).
+    rounds = max(1, ARGS.rounds) if ARGS.device == "cpu" else 1
+    round_visits = [[make_visit(facility, mrn=f"B{r}-{i:05d}", items=items) for i in range(N)] for r in range(rounds)]
     spare = make_visit(facility, mrn="WARMUP", items=items)
+    warm_round = [] if ARGS.cold else [make_visit(facility, mrn=f"W{i:05d}", items=items) for i in range(N)]
     singles = [make_visit(facility, mrn=f"S{i:05d}", items=items) for i in range(ARGS.singles)]
     # The same merging of tokens the worker's threads get with N jobs streaming (a stronger baseline
     # than waking every thread for every token).
     coalesce_s = max(conf.broadcast_every_s(), N / conf.broadcasts_per_s())
 
     # --- direct: the engine alone, in this process -------------------------------------------------
-    direct_s: float | None = None
+    direct_times: list[float] = []
     probe: list[Any] = []
+    engine: Any = None
+    direct_tokens: list[int] = []
+    prompt_tokens: list[int] = []
     if not ARGS.no_direct:
-        probe = [services.job_create(actor=staff, visit=v) for v in visits]  # only to build identical requests
+        probe = [services.job_create(actor=staff, visit=v) for v in round_visits[0]]  # only to build the requests
         requests = [prepare(InferenceJob.objects.select_related("model_version", "visit", "patient").get(pk=j.pk))
                     for j in probe]
         InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
         app.control.purge()
         # On a GPU the engine runs in a child process that exits when closed: the worker then gets
         # the whole GPU (two copies of a 13B model and their caches would not fit).
-        engine: Any = build_engine("transformers", str(checkpoint), **options, process=ARGS.device != "cpu")
+        engine = build_engine("transformers", str(checkpoint), **options, process=ARGS.device != "cpu")
         engine.warmup()
-        direct_tokens: list[int] = []
-        prompt_tokens: list[int] = []
+
+    def run_direct() -> None:
+        direct_tokens.clear()
+        prompt_tokens.clear()
+        tag = uuid.uuid4().hex[:6]
 
         def direct_one(i: int) -> None:
-            result: Any = engine.submit_sync(requests[i].request, lambda _e: None, None, coalesce_s)
+            request = dataclasses.replace(requests[i].request, request_id=f"{requests[i].request.request_id}-{tag}")
+            result: Any = engine.submit_sync(request, lambda _e: None, None, coalesce_s)
             direct_tokens.append(result.completion_tokens)
             prompt_tokens.append(result.prompt_tokens)
 
@@ -290,11 +309,12 @@ def main() -> dict[str, Any]:
             t.start()
         for t in threads:
             t.join()
-        direct_s = time.perf_counter() - started
+        direct_times.append(time.perf_counter() - started)
+
+    if engine is not None and rounds == 1:
+        run_direct()
         engine.close()
-        del engine
-        figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
-                       prompt_tokens=max(prompt_tokens))
+        engine = None
 
     # --- the stack ---------------------------------------------------------------------------------
     client = Client()
@@ -330,6 +350,14 @@ def main() -> dict[str, Any]:
         [job] = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[spare.pk])
         settings.INFERENCE_AUTO_DRAFT = False
         await watch(job.pk)
+        # Then a round of N, untimed: Celery's thread pool creates its threads on demand, and each
+        # new thread opens its database connection and builds its own result-backend client
+        # (Celery keeps one per thread) on its first job. A worker that has been running has them.
+        if warm_round:
+            settings.INFERENCE_AUTO_DRAFT = True
+            jobs = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[v.pk for v in warm_round])
+            settings.INFERENCE_AUTO_DRAFT = False
+            await asyncio.gather(*(watch(j.pk) for j in jobs))
 
     async def one_at_a_time() -> list[dict[str, Any]]:
         """A user presses 下書きを作成 with nothing else running: row → … → websocket."""
@@ -340,7 +368,7 @@ def main() -> dict[str, Any]:
             finals.append(await watch(job.pk, since=t0))
         return finals
 
-    async def run_stack() -> list[dict[str, Any]]:
+    async def run_stack(visits: list[Any]) -> list[dict[str, Any]]:
         if ONE_BY_ONE:  # N users each pressing "draft": rows created one after another
             jobs = [await asyncio.to_thread(services.job_create, actor=staff, visit=v) for v in visits]
         else:  # N visits arriving together (an import): the path that drafts arrivals, one transaction
@@ -350,46 +378,73 @@ def main() -> dict[str, Any]:
         assert len(jobs) == N
         return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
 
-    cpu: dict[str, float] = {}
+    stack_times: list[float] = []
+    cpu_rounds: list[dict[str, float]] = []
+    single_finals: list[dict[str, Any]] = []
+    finals: list[dict[str, Any]] = []
+
+    async def session(worker_pid: int | None) -> None:
+        """Everything after the worker's spawn on one event loop, as a websocket server runs
+        (channels_redis binds its receiving to the loop: a second `asyncio.run` in this process left
+        some clients of a later run waiting for group messages that never came)."""
+        nonlocal single_finals, finals
+        await warm_up()
+        # From the worker's spawn to its first draft: model load + compile/warm-up + one job.
+        figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
+        single_finals = await one_at_a_time()
+        for visits in round_visits:
+            if engine is not None:
+                idle0 = _cpu(worker_pid) if worker_pid else {}
+                await asyncio.to_thread(run_direct)
+                if worker_pid:  # an idle worker should use nothing while the engine runs alone
+                    idle = _cpu(worker_pid)
+                    print("CPU seconds during a direct run: "
+                          + ", ".join(f"{k} {idle[k] - idle0[k]:.2f}" for k in idle))
+            cpu0 = _cpu(worker_pid) if worker_pid else {}
+            started = time.perf_counter()
+            finals = await run_stack(visits)
+            stack_times.append(max(m["_at"] for m in finals) - started)
+            if worker_pid:
+                cpu_rounds.append({k: round(v - cpu0[k], 2) for k, v in _cpu(worker_pid).items()})
+
     spawned = time.perf_counter()
     if IN_PROCESS:
         with start_worker(app, pool="threads", concurrency=N, queues=["gpu"], perform_ping_check=False,
                           loglevel="WARNING", shutdown_timeout=30):
-            asyncio.run(warm_up())
-            figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
-            single_finals = asyncio.run(one_at_a_time())
-            started = time.perf_counter()
-            finals = asyncio.run(run_stack())
-            stack_s = max(m["_at"] for m in finals) - started
+            asyncio.run(session(None))
     else:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "--pool", "threads",
              "--concurrency", str(N), "-n", "benchgpu@%h", "-l", "WARNING", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=dict(os.environ))
+        spies: list[subprocess.Popen[bytes]] = []
         try:
             deadline = time.monotonic() + 120
             while not app.control.ping(timeout=1.0):
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError("the GPU worker did not start")
-            asyncio.run(warm_up())
-            # From the worker's spawn to its first draft: model load + compile/warm-up + one job.
-            figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
-            single_finals = asyncio.run(one_at_a_time())
-            # MEDLMM_BENCH_PYSPY=<file>: sample the worker with py-spy (raw stacks) during the run.
+            # MEDLMM_BENCH_PYSPY=<prefix>: sample the threads holding the interpreter lock (Python's
+            # CPU time) of the worker and of this process (ASGI app + clients) from the worker's
+            # start, as raw stacks in <prefix>.worker and <prefix>.ws.
             profile = os.environ.get("MEDLMM_BENCH_PYSPY")
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--nonblocking", "-r", "100",
-                                    "--format", "raw", "-o", profile]) if profile else None
-            cpu0 = _cpu(worker.pid)
-            started = time.perf_counter()
-            finals = asyncio.run(run_stack())
-            stack_s = max(m["_at"] for m in finals) - started
-            cpu = {k: round(v - cpu0[k], 2) for k, v in _cpu(worker.pid).items()}
-            if spy is not None:
+            spies = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--gil", "--nonblocking", "-r", "200",
+                                       "--format", "raw", "-o", f"{profile}.{name}"], stdout=subprocess.DEVNULL)
+                     for name, pid in (("worker", worker.pid), ("ws", os.getpid()))] if profile else []
+            asyncio.run(session(worker.pid))
+        finally:
+            for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
-        finally:
             worker.terminate()
             worker.wait(timeout=60)
+    if engine is not None:
+        engine.close()
+    # The last round's rows give the timeline and the delivery lag; every round gives a ratio.
+    visits = round_visits[-1]
+    stack_s = statistics.median(stack_times)
+    direct_s = statistics.median(direct_times) if direct_times else None
+    ratios = [st / dt for st, dt in zip(stack_times, direct_times, strict=False)]
+    cpu = {k: round(statistics.median(c[k] for c in cpu_rounds), 2) for k in cpu_rounds[0]} if cpu_rounds else {}
     measured = InferenceJob.objects.filter(visit__in=visits).exclude(pk__in=[j.pk for j in probe])
     span = measured.aggregate(
         q0=Min("queued_at"), q1=Max("queued_at"), s0=Min("started_at"), s1=Max("started_at"),
@@ -413,14 +468,20 @@ def main() -> dict[str, Any]:
         single_draft_ws_s=[round(m["_final_s"], 3) for m in single_finals], errors=[e[:300] for e in errors[:5]],
         final_delivery_lag_s={"p50": round(statistics.median(lags), 3), "max": round(lags[-1], 3)} if lags else None)
     if direct_s is not None:
-        figures["ratio_stack_to_direct"] = round(stack_s / direct_s, 3)
+        figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
+                       direct_rounds_s=[round(t, 3) for t in direct_times], prompt_tokens=max(prompt_tokens))
+    figures["stack_rounds_s"] = [round(t, 3) for t in stack_times]
+    if ratios:
+        figures["ratio_stack_to_direct"] = round(statistics.median(ratios), 3)
+        figures["ratio_rounds"] = [round(r, 3) for r in ratios]
     if ARGS.shape in ANCHOR_BATCH64:
         anchor = ANCHOR_BATCH64[ARGS.shape]
         figures["ratio_to_compiled_static_batch"] = round(figures["stack_reports_per_min"] / anchor, 3)
 
     print(f"engine: {what}, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}, prompt {prompt} tokens")
     if cpu:
-        print("CPU seconds during the stack run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+        print("CPU seconds during a stack run (median of rounds): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
     print("timeline (s after the first row): " + ", ".join(f"{k}={v:.2f}" for k, v in timeline.items()))
     if lags:
         print(f"row finished → client holds the final state: median {statistics.median(lags):.3f} s, "
@@ -440,8 +501,12 @@ def main() -> dict[str, Any]:
               f"(median of {len(single_finals)})")
     for error in figures["errors"]:
         print(f"  error: {error}")
-    if direct_s is not None:
-        print(f"ratio stack/direct: {stack_s / direct_s:.3f}  (overhead {100 * (stack_s / direct_s - 1):.1f}%)")
+    if ratios:
+        ratio = statistics.median(ratios)
+        print("rounds (direct / stack s): " + ", ".join(f"{d:.2f} / {t:.2f}" for d, t in zip(direct_times, stack_times,
+                                                                                              strict=False)))
+        print(f"ratio stack/direct: {ratio:.3f} median of {len(ratios)} rounds "
+              f"({', '.join(f'{r:.2f}' for r in ratios)}; overhead {100 * (ratio - 1):.1f}%)")
     if "ratio_to_compiled_static_batch" in figures:
         print(f"ratio to the compiled static batch of 64 ({ANCHOR_BATCH64[ARGS.shape]:.0f} reports/min, H200): "
               f"{figures['ratio_to_compiled_static_batch']:.3f}  (goal ≥ 1.0 for the 13B shape)")
