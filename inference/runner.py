@@ -27,6 +27,7 @@ from django.db import close_old_connections, connection
 from inference import conf, engine_pool, services
 from inference.broadcasting import broadcast
 from inference.events import job_group, token_message
+from inference.group_commit import final_writes
 from inference.inputs import InputError, prepare
 from inference.models import InferenceJob
 from ml.protocol import Engine, EngineError, EngineEvent, Failed, Finished, Started, Token
@@ -202,18 +203,22 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
     if held.lost:
         return "lost"
     stream.send(time.monotonic())
+    # The final writes of the jobs that end together share one transaction (group_commit).
     if isinstance(result, Failed):
-        services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=f"生成に失敗しました: {result.reason}",
-                          text=stream.text, stage="engine", completion_tokens=stream.tokens)
+        reason = f"生成に失敗しました: {result.reason}"
+        final_writes.run(lambda: services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=reason,
+                                                   text=stream.text, stage="engine", completion_tokens=stream.tokens))
         return "failed"
     assert isinstance(result, Finished)
-    if result.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
-        services.job_fail(job_id=job.pk, worker_id=held.worker_id, text=result.text, stage="timeout",
-                          completion_tokens=result.completion_tokens,
-                          reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました")
+    ended = result
+    if ended.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
+        final_writes.run(lambda: services.job_fail(
+            job_id=job.pk, worker_id=held.worker_id, text=ended.text, stage="timeout",
+            completion_tokens=ended.completion_tokens,
+            reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました"))
         return "failed"
-    done = services.job_finish(job_id=job.pk, worker_id=held.worker_id, text=result.text,
-                               prompt_tokens=result.prompt_tokens or stream.prompt_tokens,
-                               completion_tokens=result.completion_tokens, finish_reason=result.finish_reason,
-                               prepared=prepared)
+    done = final_writes.run(lambda: services.job_finish(
+        job_id=job.pk, worker_id=held.worker_id, text=ended.text,
+        prompt_tokens=ended.prompt_tokens or stream.prompt_tokens, completion_tokens=ended.completion_tokens,
+        finish_reason=ended.finish_reason, prepared=prepared))
     return "lost" if done is None else done.status

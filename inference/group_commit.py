@@ -1,0 +1,134 @@
+"""Group commit of the jobs' final writes in a worker process.
+
+When a batch of 64 drafts ends, 64 job threads each ran their final transaction (the job row, its
+audit event, the report) at once: every one of them queued for the audit chain's head lock, held it
+across four round trips and a WAL flush, and each round trip waited for the interpreter lock behind
+the other threads. The last final state left the worker about a second after its row was written
+(bench/inference_stack.py). Here one thread per process runs the final writes that are waiting, as
+one transaction: each job's writes in its own savepoint (one job's error rolls back only its own),
+one head lock, one flush. A job that is alone commits alone, at once.
+
+The caller blocks until its writes are committed, so a task is acknowledged only after its row is
+final, as before. Each call runs in the caller's context variables (the audit context of its task).
+A call whose group could not commit (a lost connection, a deadlock with a web request's writes) is
+run again alone in its own transaction; its writes are conditional updates, so a second run never
+doubles them. Inside a transaction of the caller's own (the tests' atomic test cases) the call runs
+inline: another thread's connection could not see the caller's rows.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, connection, transaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_GROUP = 16  # the group holds the audit chain's head lock from its first event to its commit
+
+
+@dataclass
+class _Call:
+    fn: Callable[[], Any]
+    context: contextvars.Context
+    future: Future[Any] = field(default_factory=Future)
+
+
+class GroupCommitter:
+    def __init__(self, name: str = "inference-group-commit") -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.groups = 0  # committed groups, and the calls they held (for the bench and tests)
+        self.grouped_calls = 0
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (database writes) in the next group and return its result once committed;
+        raises what `fn` raised."""
+        if connection.in_atomic_block:
+            return fn()
+        call = _Call(fn, contextvars.copy_context())
+        self._ensure_thread()
+        self._calls.put(call)
+        result: T = call.future.result()
+        return result
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            group = [self._calls.get()]
+            while len(group) < MAX_GROUP:
+                try:
+                    group.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                close_old_connections()  # as Django does per request: an old or broken connection is replaced
+                self._commit(group)
+            except BaseException as exc:  # never leave a caller waiting
+                for call in group:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                _release_connection()
+
+    def _commit(self, group: list[_Call]) -> None:
+        if len(group) == 1:
+            self._alone(group[0])
+            return
+        outcomes: list[tuple[_Call, Any]] = []
+        again: list[_Call] = []
+        try:
+            with transaction.atomic():
+                for call in group:
+                    try:
+                        with transaction.atomic():  # a savepoint: an error undoes this call's writes only
+                            outcomes.append((call, call.context.run(call.fn)))
+                    except Exception:
+                        log.info("a grouped final write failed; it runs again alone", exc_info=True)
+                        again.append(call)
+        except Exception:
+            log.warning("a group of %d final writes did not commit; each runs again alone", len(group),
+                        exc_info=True)
+            close_old_connections()
+            outcomes, again = [], group
+        self.groups += 1
+        self.grouped_calls += len(outcomes)
+        for call, result in outcomes:
+            call.future.set_result(result)
+        for call in again:
+            self._alone(call)
+
+    @staticmethod
+    def _alone(call: _Call) -> None:
+        try:
+            with transaction.atomic():  # all of the call's writes or none, as in a group
+                result = call.context.run(call.fn)
+        except Exception as exc:
+            call.future.set_exception(exc)
+        else:
+            call.future.set_result(result)
+
+
+def _release_connection() -> None:
+    # Like runner.release_connection: with a pool, hand the connection back between groups.
+    if (connection.settings_dict.get("OPTIONS") or {}).get("pool"):
+        connection.close()
+
+
+final_writes = GroupCommitter()

@@ -1,0 +1,102 @@
+"""Group commit of the jobs' final writes: jobs that end together share one transaction, each in
+its own savepoint, and every caller gets its own result once committed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from audit.context import RequestContext, acting
+from audit.kinds import EventKind
+from audit.models import AuditEvent
+from audit.services import audit_record
+from inference.group_commit import GroupCommitter
+from tests.conftest import close_other_connections
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _close_thread_connections() -> Any:
+    yield
+    close_other_connections()
+
+
+def _write(tag: str) -> Callable[[], str]:
+    def fn() -> str:
+        audit_record(kind=EventKind.UPDATE, object_type="test.group", object_id=tag)
+        return tag
+    return fn
+
+
+def _queued_behind_a_busy_committer(committer: GroupCommitter, fns: list[Callable[[], Any]]) -> list[Any]:
+    """Holds the committer's thread in a first call until `fns` are all waiting, so that they form
+    one group; returns what each caller got (a result or the exception it raised)."""
+    busy, release = threading.Event(), threading.Event()
+
+    def first() -> str:
+        busy.set()
+        release.wait(10)
+        return "first"
+
+    def call(fn: Callable[[], Any]) -> Any:
+        try:
+            return committer.run(fn)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(fns) + 1) as pool:
+        head = pool.submit(call, first)
+        assert busy.wait(10)
+        waiting = [pool.submit(call, fn) for fn in fns]
+        while committer._calls.qsize() < len(fns):
+            threading.Event().wait(0.01)
+        release.set()
+        assert head.result(10) == "first"
+        return [f.result(10) for f in waiting]
+
+
+def test_jobs_that_end_together_commit_in_one_group_and_each_caller_gets_its_own_result() -> None:
+    committer = GroupCommitter(name="test-group-commit")
+    results = _queued_behind_a_busy_committer(committer, [_write(f"job-{i}") for i in range(5)])
+    assert results == [f"job-{i}" for i in range(5)]
+    assert (committer.groups, committer.grouped_calls) == (1, 5)
+    events = list(AuditEvent.objects.filter(object_type="test.group").order_by("seq"))
+    assert [e.object_id for e in events] == [f"job-{i}" for i in range(5)]
+
+
+def test_one_jobs_error_undoes_only_its_own_writes_and_reaches_only_its_caller() -> None:
+    def broken() -> str:
+        audit_record(kind=EventKind.UPDATE, object_type="test.group", object_id="broken")
+        raise ValueError("the report could not be written")
+
+    committer = GroupCommitter(name="test-group-commit")
+    results = _queued_behind_a_busy_committer(committer, [_write("a"), broken, _write("b")])
+    assert results[0] == "a" and results[2] == "b"
+    assert isinstance(results[1], ValueError) and "could not be written" in str(results[1])
+    assert sorted(AuditEvent.objects.filter(object_type="test.group").values_list("object_id", flat=True)) == ["a", "b"]
+
+
+def test_a_call_runs_in_its_callers_audit_context() -> None:
+    committer = GroupCommitter(name="test-group-commit")
+    with acting(RequestContext(request_id="task-42", channel="task")):
+        committer.run(_write("ctx"))
+    event = AuditEvent.objects.get(object_type="test.group", object_id="ctx")
+    assert (event.request_id, event.channel) == ("task-42", "task")
+
+
+def test_inside_the_callers_own_transaction_the_call_runs_inline_in_it() -> None:
+    from django.db import transaction
+
+    committer = GroupCommitter(name="test-group-commit")
+    with transaction.atomic():
+        assert committer.run(lambda: connection.in_atomic_block) is True
+        committer.run(_write("inline"))
+        transaction.set_rollback(True)
+    assert not AuditEvent.objects.filter(object_type="test.group").exists()
+    assert committer.groups == 0
