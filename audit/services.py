@@ -3,16 +3,19 @@ records commit or roll back together (house rule 2)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.context import current_context
+from audit.context import RequestContext, current_context
 from audit.hashing import chain_hash
 from audit.kinds import EventKind, Outcome
 from audit.models import AuditChainHead, AuditEvent
@@ -40,6 +43,13 @@ def audit_record(
     # Asked before opening our own transaction: inside a caller's, the setting would also cover the
     # caller's writes (audit_read_record is for callers that know theirs holds none).
     commit_async = str(kind) in READ_KINDS and _read_async_enabled() and not connection.in_atomic_block
+    queued = _deferred.get()
+    if queued is not None and connection.in_atomic_block:
+        queued.append(AuditEntry(kind=kind, outcome=outcome, user=user, role=role, facility_id=facility_id,
+                                 object_type=object_type, object_id=object_id, patient_id=patient_id,
+                                 details=details, username=username, context=current_context(),
+                                 occurred_at=timezone.now()))
+        return AuditEvent(kind=str(kind), outcome=str(outcome), object_type=object_type, object_id=str(object_id))
     with transaction.atomic():
         if commit_async:
             _commit_without_flush()
@@ -62,6 +72,26 @@ class AuditEntry:
     patient_id: int | None = None
     details: dict[str, Any] | None = None
     username: str | None = None
+    context: RequestContext | None = None  # who acted, when it is not the appending thread's context
+    occurred_at: datetime | None = None
+
+
+_deferred: contextvars.ContextVar[list[AuditEntry] | None] = contextvars.ContextVar("audit_deferred", default=None)
+
+
+@contextmanager
+def audit_deferred(into: list[AuditEntry]) -> Iterator[None]:
+    """Inside a transaction, `audit_record` calls in this block queue their events in `into` (with
+    their acting context and time) instead of appending them; the caller appends them with
+    `audit_record_many` in the same transaction, after its other writes. For a transaction that
+    writes many rows (`inference.group_commit`): it takes the chain head's lock last, after its row
+    locks, as every other transaction does, so it never holds the head while waiting for a row that
+    a transaction waiting for the head holds (a deadlock)."""
+    token = _deferred.set(into)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
 
 
 def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
@@ -75,7 +105,6 @@ def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
 
 
 def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
-    ctx = current_context()
     # Lock the head so concurrent writers append one after another (a strict chain).
     # The row exists from the migration on; recreated only if someone removed it (a restore of
     # an old dump), not probed with an INSERT on every event (see audit migration 0004).
@@ -86,6 +115,7 @@ def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     events: list[AuditEvent] = []
     seq, last_hash = head.last_seq, head.last_hash
     for entry in entries:
+        ctx = entry.context or current_context()
         user = entry.user
         user_id = getattr(user, "pk", None) if user is not None else (ctx.user_id if ctx else None)
         username = entry.username
@@ -94,7 +124,7 @@ def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
         seq += 1
         fields: dict[str, Any] = {
             "seq": seq,
-            "occurred_at": timezone.now(),
+            "occurred_at": entry.occurred_at or timezone.now(),
             "kind": str(entry.kind),
             "outcome": str(entry.outcome),
             "user_id": user_id,

@@ -6,7 +6,8 @@ across four round trips and a WAL flush, and each round trip waited for the inte
 the other threads. The last final state left the worker about a second after its row was written
 (bench/inference_stack.py). Here one thread per process runs the final writes that are waiting, as
 one transaction: each job's writes in its own savepoint (one job's error rolls back only its own),
-one head lock, one flush. A job that is alone commits alone, at once.
+their audit events appended together at the end (one head lock, taken after the rows'), one flush.
+A job that is alone commits alone, at once.
 
 The caller blocks until its writes are committed, so a task is acknowledged only after its row is
 final, as before. Each call runs in the caller's context variables (the audit context of its task).
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.db import close_old_connections, connection, transaction
+
+from audit.services import AuditEntry, audit_deferred, audit_record_many
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,13 +98,19 @@ class GroupCommitter:
         again: list[_Call] = []
         try:
             with transaction.atomic():
+                events: list[AuditEntry] = []
                 for call in group:
+                    mark = len(events)
                     try:
                         with transaction.atomic():  # a savepoint: an error undoes this call's writes only
-                            outcomes.append((call, call.context.run(call.fn)))
+                            outcomes.append((call, call.context.run(_deferring_audit, call.fn, events)))
                     except Exception:
+                        del events[mark:]
                         log.info("a grouped final write failed; it runs again alone", exc_info=True)
                         again.append(call)
+                # The audit chain's head is locked last, once, after every row of the group (see
+                # audit_deferred: no deadlock with a transaction that holds a row and waits for it).
+                audit_record_many(events)
         except Exception:
             log.warning("a group of %d final writes did not commit; each runs again alone", len(group),
                         exc_info=True)
@@ -123,6 +132,11 @@ class GroupCommitter:
             call.future.set_exception(exc)
         else:
             call.future.set_result(result)
+
+
+def _deferring_audit(fn: Callable[[], T], into: list[AuditEntry]) -> T:
+    with audit_deferred(into):
+        return fn()
 
 
 def _release_connection() -> None:

@@ -1,19 +1,22 @@
 """The body of the job task: claim the row, rebuild the request, stream the engine's events into
-the job row (every ~200 ms) and the job's websocket group, then finish or fail the row.
+the job's websocket group and (through the process's heartbeat) into the job row, then finish or
+fail the row.
 
-A process-wide heartbeat renews the leases of the jobs this process runs and notices jobs that were
-cancelled or taken away (re-queued by the sweeper), stopping their generation even when no token
-arrives to trigger the check.
+A process-wide heartbeat writes the partial texts of all the jobs this process runs in one
+statement, renews their leases and notices jobs that were cancelled or taken away (re-queued by the
+sweeper), stopping their generation even when no token arrives to trigger the check.
 
 A GPU worker runs dozens of these at once, so what one job costs per token is paid dozens of
 times: the engine merges tokens between deliveries (`coalesce_s`), and the intervals between
 broadcasts and between writes of the partial text grow with the number of jobs this process
 streams (`conf.broadcasts_per_s`), so a batch of 64 drafts sends ~200 messages a second, not 640.
 While the engine works, a job thread holds no database connection (the pool has fewer
-connections than a GPU worker has threads)."""
+connections than a GPU worker has threads); the final writes of jobs that end together share one
+transaction (`inference.group_commit`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -21,8 +24,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from inference import conf, engine_pool, services
 from inference.broadcasting import broadcast
@@ -49,8 +54,14 @@ class _Held:
 
 
 class _Heartbeat:
+    """One thread per worker process writes what its jobs streamed since its last turn, all jobs in
+    one statement (`services.jobs_progress`), renews the leases of every job it holds, and stops the
+    ones it no longer owns. A job thread only leaves its latest text here: 64 job threads each
+    writing their own row every 0.64 s queued for the interpreter lock on every round trip."""
+
     def __init__(self) -> None:
         self.held: dict[int, _Held] = {}
+        self.pending: dict[int, services.JobProgress] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
@@ -64,31 +75,58 @@ class _Heartbeat:
     def remove(self, job_id: int) -> None:
         with self.lock:
             self.held.pop(job_id, None)
+            self.pending.pop(job_id, None)
+
+    def note(self, job_id: int, progress: services.JobProgress) -> bool:
+        """Leave the job's latest text for the next write; False if this process does not hold it."""
+        with self.lock:
+            if job_id not in self.held:
+                return False
+            earlier = self.pending.get(job_id)
+            if earlier is not None and earlier.first_token_at and not progress.first_token_at:
+                progress = dataclasses.replace(progress, first_token_at=earlier.first_token_at)
+            self.pending[job_id] = progress
+            return True
 
     @property
     def count(self) -> int:
         return len(self.held)
 
     def _run(self) -> None:
+        beat_at = 0.0
         while True:
-            time.sleep(max(0.2, min(conf.lease_s() / 3, 2.0)))
+            time.sleep(persist_interval_s())
             with self.lock:
-                snapshot = dict(self.held)
-            if not snapshot:
+                held = dict(self.held)
+                pending, self.pending = {i: p for i, p in self.pending.items() if i in held}, {}
+            if not held:
                 continue
+            batch = dict(pending)
+            beat = time.monotonic() >= beat_at
+            if beat:  # every held job's lease, texts or not
+                for job_id, h in held.items():
+                    batch.setdefault(job_id, services.JobProgress(worker_id=h.worker_id))
             try:
-                lost = services.jobs_heartbeat(held={i: h.worker_id for i, h in snapshot.items()})
+                lost = services.jobs_progress(progress=batch)
+                if beat:
+                    beat_at = time.monotonic() + max(0.2, min(conf.lease_s() / 3, 2.0))
             except Exception:
-                log.warning("inference heartbeat failed", exc_info=True)
+                log.warning("inference progress and heartbeat write failed", exc_info=True)
                 close_old_connections()
+                with self.lock:  # written next turn, unless the job left newer text meanwhile
+                    for job_id, progress in pending.items():
+                        self.pending.setdefault(job_id, progress)
                 continue
             finally:
                 release_connection()
             for job_id in lost:
-                held = snapshot[job_id]
-                held.lost = True
-                if held.engine is not None and held.request_id:
-                    engine_pool.cancel_sync(held.engine, held.request_id)
+                self._stop(held[job_id])
+
+    @staticmethod
+    def _stop(held: _Held) -> None:
+        held.lost = True
+        if held.engine is not None and held.request_id:
+            engine_pool.cancel_sync(held.engine, held.request_id)
 
 
 heartbeat = _Heartbeat()
@@ -100,6 +138,11 @@ def release_connection() -> None:
     thread's next query, as CONN_MAX_AGE intends."""
     if (connection.settings_dict.get("OPTIONS") or {}).get("pool") and not connection.in_atomic_block:
         connection.close()
+
+
+def persist_interval_s() -> float:
+    """Seconds between two writes of the jobs' partial texts (and checks that they are still ours)."""
+    return max(conf.persist_every_s(), 2 * stream_interval_s())
 
 
 def stream_interval_s() -> float:
@@ -122,6 +165,7 @@ class _Stream:
     saved_at: float = 0.0
     sent_at: float = 0.0
     first_saved: bool = False
+    first_token_at: datetime | None = None
     limit: int = 1
     pending: list[str] = field(default_factory=list)
 
@@ -134,13 +178,24 @@ class _Stream:
             self.text += event.text
             self.tokens = event.completion_tokens
             now = time.monotonic()
-            interval = stream_interval_s()
-            if not self.first_saved or now - self.saved_at >= max(conf.persist_every_s(), 2 * interval):
-                self.save(now)
-            if self.sent == 0 or now - self.sent_at >= interval:
+            first = self.first_token_at is None
+            if first:
+                self.first_token_at = timezone.now()
+            self.save(now, first_token_at=self.first_token_at if first else None)
+            if self.sent == 0 or now - self.sent_at >= stream_interval_s():
                 self.send(now)
 
-    def save(self, now: float) -> None:
+    def save(self, now: float, first_token_at: datetime | None = None) -> None:
+        progress = services.JobProgress(worker_id=self.held.worker_id, partial_text=self.text,
+                                        completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
+                                        first_token_at=first_token_at)
+        if not connection.in_atomic_block and heartbeat.note(self.job.pk, progress):
+            self.first_saved = True  # the heartbeat thread writes it with the others
+            return
+        # A thread inside a transaction of its own (a test case) cannot hand its rows to another
+        # connection: it writes here, at most every persist interval.
+        if first_token_at is None and now - self.saved_at < persist_interval_s():
+            return
         try:
             owned = services.job_progress(job_id=self.job.pk, worker_id=self.held.worker_id, partial_text=self.text,
                                           completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
@@ -207,18 +262,19 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
     if isinstance(result, Failed):
         reason = f"生成に失敗しました: {result.reason}"
         final_writes.run(lambda: services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=reason,
-                                                   text=stream.text, stage="engine", completion_tokens=stream.tokens))
+                                                   text=stream.text, stage="engine", completion_tokens=stream.tokens,
+                                                   first_token_at=stream.first_token_at))
         return "failed"
     assert isinstance(result, Finished)
     ended = result
     if ended.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
         final_writes.run(lambda: services.job_fail(
             job_id=job.pk, worker_id=held.worker_id, text=ended.text, stage="timeout",
-            completion_tokens=ended.completion_tokens,
+            completion_tokens=ended.completion_tokens, first_token_at=stream.first_token_at,
             reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました"))
         return "failed"
     done = final_writes.run(lambda: services.job_finish(
         job_id=job.pk, worker_id=held.worker_id, text=ended.text,
         prompt_tokens=ended.prompt_tokens or stream.prompt_tokens, completion_tokens=ended.completion_tokens,
-        finish_reason=ended.finish_reason, prepared=prepared))
+        finish_reason=ended.finish_reason, prepared=prepared, first_token_at=stream.first_token_at))
     return "lost" if done is None else done.status

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.kinds import EventKind, Outcome
@@ -245,18 +246,61 @@ def job_progress(*, job_id: int, worker_id: str, partial_text: str, completion_t
     return InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(**fields) == 1
 
 
-def jobs_heartbeat(*, held: dict[int, str]) -> set[int]:
-    """Renew the leases of the jobs this process runs; returns the ids it no longer owns."""
-    if not held:
+@dataclass(frozen=True)
+class JobProgress:
+    """What a worker has of a running job: its text so far and when its first token came; without a
+    text, only its lease is renewed (the heartbeat)."""
+
+    worker_id: str
+    partial_text: str | None = None
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    first_token_at: datetime | None = None
+
+
+def jobs_progress(*, progress: Mapping[int, JobProgress]) -> set[int]:
+    """Persist the partial texts of many running jobs of one worker process and renew their leases,
+    in one statement; returns the ids it no longer owns (cancelled, re-queued by the sweeper or
+    deleted: the worker must stop them). One UPDATE … FROM VALUES instead of a statement per job: a
+    GPU worker streams 64 drafts at once (Django's bulk_update has neither the per-row ownership
+    condition nor RETURNING).
+
+    Rows another transaction has locked are skipped this time (neither written nor lost): the
+    final writes of jobs that ended together lock theirs one after another in one transaction
+    (`inference.group_commit`), and waiting for them here, with the others locked in another
+    order, would be a deadlock."""
+    if not progress:
         return set()
-    owned = Q(status=JobStatus.RUNNING) & Q(id__in=list(held)) & Q(worker_id__in=list(held.values()))
-    InferenceJob.objects.filter(owned).update(lease_expires_at=timezone.now() + timedelta(seconds=conf.lease_s()))
-    still = {(i, w) for i, w in InferenceJob.objects.filter(owned).values_list("id", "worker_id")}
-    return {i for i, w in held.items() if (i, w) not in still}
+    table = connection.ops.quote_name(InferenceJob._meta.db_table)
+    rows = ", ".join(["(%s::bigint, %s::text, %s::text, %s::integer, %s::integer, %s::timestamptz)"] * len(progress))
+    params: list[Any] = []
+    for job_id, p in sorted(progress.items()):
+        params += [job_id, p.worker_id, p.partial_text, p.completion_tokens, p.prompt_tokens, p.first_token_at]
+    sql = (
+        f"WITH v(id, worker, text, completion, prompt, first) AS (VALUES {rows}), "  # noqa: S608
+        f"mine AS (SELECT j.id FROM {table} j WHERE j.id IN (SELECT id FROM v) FOR UPDATE SKIP LOCKED), "
+        f"done AS (UPDATE {table} AS j SET partial_text = COALESCE(v.text, j.partial_text), "
+        "completion_tokens = COALESCE(v.completion, j.completion_tokens), "
+        "prompt_tokens = COALESCE(v.prompt, j.prompt_tokens), lease_expires_at = %s, "
+        "first_token_at = COALESCE(j.first_token_at, v.first) "
+        "FROM v WHERE j.id = v.id AND j.id IN (SELECT id FROM mine) AND j.status = %s AND j.worker_id = v.worker "
+        "RETURNING j.id) "
+        f"SELECT v.id FROM v WHERE NOT EXISTS (SELECT 1 FROM {table} j WHERE j.id = v.id) "
+        "OR (v.id IN (SELECT id FROM mine) AND v.id NOT IN (SELECT id FROM done))")
+    lease = timezone.now() + timedelta(seconds=conf.lease_s())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, lease, JobStatus.RUNNING])  # placeholders in the statement's order
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _first_token(at: datetime | None) -> dict[str, Any]:
+    """The time of the first token, for a final write: a draft that ends before the heartbeat's
+    next progress write has it only in the worker; a time already written stays."""
+    return {} if at is None else {"first_token_at": Coalesce(F("first_token_at"), Value(at))}
 
 
 def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
-               finish_reason: str, prepared: Any) -> InferenceJob | None:
+               finish_reason: str, prepared: Any, first_token_at: datetime | None = None) -> InferenceJob | None:
     """The engine finished: parse and check the draft. An unusable draft fails the job with the
     reason (never a silent partial report); a usable one marks the job SUCCEEDED and announces it
     (`draft_ready`) in the same transaction. None if the job was no longer this worker's."""
@@ -268,7 +312,8 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
     except DraftParseError as exc:
         cut = "（トークン上限で打ち切り）" if finish_reason == "length" else ""
         return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
-                        text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens)
+                        text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens,
+                        first_token_at=first_token_at)
     report_text = draft_to_text(parsed)
     grounding = grounding_record(report_text, prepared.sources)
     now = timezone.now()
@@ -279,6 +324,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
             grounding=grounding,
             prompt_version=prepared.request.prompt_version,
             inputs=prepared.inputs_record, reference_data=prepared.reference_data,
+            **_first_token(first_token_at),
         )
         if done != 1:
             return None
@@ -297,7 +343,8 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
 
 
 def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
-             stage: str = "failed", completion_tokens: int | None = None) -> InferenceJob | None:
+             stage: str = "failed", completion_tokens: int | None = None,
+             first_token_at: datetime | None = None) -> InferenceJob | None:
     """Mark an active job FAILED with the reason shown to users. With `worker_id`, only if this
     worker still holds it."""
     rows = InferenceJob.objects.filter(id=job_id, status__in=ACTIVE)
@@ -309,6 +356,7 @@ def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: st
         fields["partial_text"] = text
     if completion_tokens is not None:  # what the model wrote, kept with the text it wrote
         fields["completion_tokens"] = completion_tokens
+    fields.update(_first_token(first_token_at))
     with transaction.atomic():
         if rows.update(**fields) != 1:
             return None

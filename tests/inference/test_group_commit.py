@@ -100,3 +100,21 @@ def test_inside_the_callers_own_transaction_the_call_runs_inline_in_it() -> None
         transaction.set_rollback(True)
     assert not AuditEvent.objects.filter(object_type="test.group").exists()
     assert committer.groups == 0
+
+
+def test_a_groups_audit_events_are_appended_last_each_with_its_callers_context() -> None:
+    committer = GroupCommitter(name="test-group-commit")
+
+    def as_task(tag: str) -> Callable[[], str]:
+        # The call runs in a copy of its caller's context: here the context is set inside it.
+        def fn() -> str:
+            with acting(RequestContext(request_id=f"task-{tag}", channel="task")):
+                return _write(tag)()
+        return fn
+
+    results = _queued_behind_a_busy_committer(committer, [as_task("x"), as_task("y")])
+    assert results == ["x", "y"] and committer.groups == 1
+    events = {e.object_id: e for e in AuditEvent.objects.filter(object_type="test.group")}
+    assert {k: (e.request_id, e.channel) for k, e in events.items()} == {"x": ("task-x", "task"),
+                                                                         "y": ("task-y", "task")}
+    assert events["y"].seq == events["x"].seq + 1

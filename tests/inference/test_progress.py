@@ -1,0 +1,122 @@
+"""A worker's progress writes: the partial texts of all the jobs it streams in one statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.utils import timezone
+
+from clinical.models import CheckupVisit
+from inference import services
+from inference.models import InferenceJob, JobStatus, ModelVersion
+from tests.conftest import Personas
+from tests.inference.conftest import make_visit
+
+pytestmark = pytest.mark.django_db
+
+
+def test_one_statement_writes_every_running_jobs_text_and_names_the_jobs_no_longer_this_workers(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    jobs = [services.job_create(actor=personas.physician_a, visit=v)
+            for v in (visit_a, *(make_visit(personas.facility_a, mrn=f"P{i}") for i in range(3)))]
+    for job in jobs:
+        assert services.job_claim(job_id=job.pk, worker_id="w:1")
+    services.job_cancel(job=jobs[2], actor=personas.physician_a)  # a physician stopped it
+    InferenceJob.objects.filter(pk=jobs[3].pk).update(worker_id="w:2")  # the sweeper gave it to another worker
+    first = timezone.now() - dt.timedelta(seconds=3)
+    progress = {job.pk: services.JobProgress(worker_id="w:1", partial_text=f"所見{i}", completion_tokens=i + 1,
+                                             prompt_tokens=90, first_token_at=first) for i, job in enumerate(jobs)}
+
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        lost = services.jobs_progress(progress=progress)
+
+    assert lost == {jobs[2].pk, jobs[3].pk}
+    rows = {j.pk: j for j in InferenceJob.objects.filter(pk__in=[j.pk for j in jobs])}
+    for i in (0, 1):
+        row = rows[jobs[i].pk]
+        assert (row.partial_text, row.completion_tokens, row.prompt_tokens) == (f"所見{i}", i + 1, 90)
+        assert row.first_token_at == first
+        assert row.lease_expires_at is not None and row.lease_expires_at > timezone.now()
+    assert rows[jobs[2].pk].status == JobStatus.CANCELLED and rows[jobs[2].pk].partial_text == ""
+    assert rows[jobs[3].pk].partial_text == ""
+
+
+def test_a_later_write_keeps_the_time_of_the_first_token(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    services.job_claim(job_id=job.pk, worker_id="w:1")
+    first = timezone.now() - dt.timedelta(seconds=5)
+    services.jobs_progress(progress={job.pk: services.JobProgress("w:1", "胸部", 1, 90, first_token_at=first)})
+    assert services.jobs_progress(progress={job.pk: services.JobProgress("w:1", "胸部X線", 3, 90)}) == set()
+    job.refresh_from_db()
+    assert (job.partial_text, job.first_token_at) == ("胸部X線", first)
+
+
+def test_a_heartbeat_without_text_renews_the_lease_and_keeps_the_text(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    services.job_claim(job_id=job.pk, worker_id="w:1")
+    services.jobs_progress(progress={job.pk: services.JobProgress("w:1", "胸部", 1, 90)})
+    InferenceJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    assert services.jobs_progress(progress={job.pk: services.JobProgress("w:1")}) == set()
+    job.refresh_from_db()
+    assert (job.partial_text, job.completion_tokens) == ("胸部", 1)
+    assert job.lease_expires_at is not None and job.lease_expires_at > timezone.now() + dt.timedelta(seconds=30)
+
+
+def test_a_deleted_job_is_no_longer_this_workers(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    services.job_claim(job_id=job.pk, worker_id="w:1")
+    InferenceJob.objects.filter(pk=job.pk).delete()
+    assert services.jobs_progress(progress={job.pk: services.JobProgress("w:1", "胸部", 1, 90)}) == {job.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_another_transaction_holds_is_skipped_this_turn_not_waited_for_nor_lost(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """The final writes of jobs that end together hold their rows until their group commits;
+    waiting for them here, with other rows locked in another order, could deadlock."""
+    from django.db import transaction
+
+    from tests.conftest import close_other_connections
+
+    held, other = (services.job_create(actor=personas.physician_a, visit=v)
+                   for v in (visit_a, make_visit(personas.facility_a, mrn="P9")))
+    for job in (held, other):
+        services.job_claim(job_id=job.pk, worker_id="w:1")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        from django.db import connection
+
+        try:
+            with transaction.atomic():
+                InferenceJob.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_the_row)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        lost = services.jobs_progress(progress={job.pk: services.JobProgress("w:1", "所見", 2, 90)
+                                                for job in (held, other)})
+        assert time.monotonic() - started < 1.0 and lost == set()
+    finally:
+        release.set()
+        thread.join(10)
+    rows = dict(InferenceJob.objects.filter(pk__in=[held.pk, other.pk]).values_list("pk", "partial_text"))
+    assert rows == {held.pk: "", other.pk: "所見"}
+    close_other_connections()
