@@ -1,7 +1,7 @@
 """Benchmark (issue 5): what the stack costs on top of the engine. N concurrent drafts (default 64):
 
-- direct: the same N requests submitted straight to the engine (`TransformersEngine` in this
-  process) from N threads, with the token merging the worker's threads get;
+- direct: the same N requests submitted straight to the engine (`TransformersEngine` in a child
+  process, as the worker runs it) from N threads, with the token merging the worker's threads get;
 - stack: N job rows queued by the arrival path in one transaction → Celery (Redis) → a GPU worker
   process (`celery worker -Q gpu --pool threads --concurrency N`, settings as shipped: its engine in
   a child process, pooled database connections) → the channel layer (Redis) → N websocket
@@ -198,6 +198,15 @@ def _checkpoint() -> tuple[Path, str]:
     return where, f"{what} on {ARGS.device}{', compiled' if ARGS.compile else ''}"
 
 
+def _cpu_of(pid: int | None) -> float:
+    import psutil
+
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _cpu(worker_pid: int) -> dict[str, float]:
     """CPU seconds so far of the worker, this process (websocket clients + ASGI app), Redis, PostgreSQL."""
     import psutil
@@ -287,9 +296,11 @@ def main() -> dict[str, Any]:
                     for j in probe]
         InferenceJob.objects.filter(pk__in=[j.pk for j in probe]).update(status="cancelled")
         app.control.purge()
-        # On a GPU the engine runs in a child process that exits when closed: the worker then gets
-        # the whole GPU (two copies of a 13B model and their caches would not fit).
-        engine = build_engine("transformers", str(checkpoint), **options, process=ARGS.device != "cpu")
+        # The engine in a child process of this one, as the worker runs it (`ml.engines.process_engine`):
+        # this process's own state (every round's clients, rows and messages) slowed an engine in
+        # it by round (direct 4.97 / 5.84 / 6.92 s at 256 tokens). On a GPU the child exits when
+        # closed and the worker then gets the whole GPU (two copies of a 13B model would not fit).
+        engine = build_engine("transformers", str(checkpoint), **options, process=True)
         engine.warmup()
 
     def run_direct() -> None:
@@ -395,10 +406,12 @@ def main() -> dict[str, Any]:
         for visits in round_visits:
             if engine is not None:
                 idle0 = _cpu(worker_pid) if worker_pid else {}
+                engine0 = _cpu_of(engine.pid)
                 await asyncio.to_thread(run_direct)
                 if worker_pid:  # an idle worker should use nothing while the engine runs alone
                     idle = _cpu(worker_pid)
-                    print("CPU seconds during a direct run: "
+                    used = _cpu_of(engine.pid) - engine0
+                    print(f"CPU seconds during a direct run: direct engine process {used:.2f}, "
                           + ", ".join(f"{k} {idle[k] - idle0[k]:.2f}" for k in idle))
             cpu0 = _cpu(worker_pid) if worker_pid else {}
             started = time.perf_counter()
