@@ -245,7 +245,7 @@ if REDIS_URL:
     # of a consumer's channel: a websocket with nothing to receive for 5 s (a job waiting for the
     # GPU) died with "Timeout reading from redis". Reads get more than the pop's 5 s.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+        "default": {"BACKEND": "config.channel_layer.RedisChannelLayer",  # two round trips per group send
                     "CONFIG": {"hosts": [{"address": f"{_redis_root}/{_db + 2}",
                                           "max_connections": env_int("CHANNELS_REDIS_MAX_CONNECTIONS", 1000),
                                           "socket_timeout": 30}],

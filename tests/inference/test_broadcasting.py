@@ -16,7 +16,7 @@ from inference.broadcasting import broadcast
 def test_each_groups_messages_arrive_in_the_order_its_threads_handed_them_over() -> None:
     """Groups are sent side by side; within a group a later token never overtakes an earlier one,
     and the final state comes last."""
-    if settings.EMBEDDED or "channels_redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+    if settings.EMBEDDED or "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
         pytest.skip("needs the Redis channel layer (REDIS_URL)")
     layer = get_channel_layer()
     groups = [f"job.99{i:04d}" for i in range(6)]

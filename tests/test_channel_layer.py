@@ -1,0 +1,64 @@
+"""Our channel layer's group send (two Redis round trips) against Redis: members get the message in
+order, a group nobody watches gets nothing, a full member's queue drops it as channels_redis does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+
+import pytest
+
+from config.channel_layer import RedisChannelLayer
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs Redis (REDIS_URL)")
+
+
+def _layer(capacity: int = 100) -> RedisChannelLayer:
+    db = int(os.environ.get("REDIS_DB_BASE", "0")) + 2  # the test settings' channel layer database
+    return RedisChannelLayer(hosts=[{"address": f"{REDIS_URL.rstrip('/')}/{db}"}], capacity=capacity,
+                             prefix=f"test-{uuid.uuid4().hex[:8]}")
+
+
+def test_every_member_of_a_group_gets_its_messages_in_order_and_others_get_none() -> None:
+    async def run() -> tuple[list[int], list[int], bool]:
+        layer = _layer()
+        a, b, outsider = [await layer.new_channel() for _ in range(3)]
+        for channel in (a, b):
+            await layer.group_add("job.1", channel)
+        await layer.group_send("job.2", {"type": "job.token", "n": -1})  # nobody watches job 2
+        for n in range(5):
+            await layer.group_send("job.1", {"type": "job.token", "n": n})
+        got_a = [(await layer.receive(a))["n"] for _ in range(5)]
+        got_b = [(await layer.receive(b))["n"] for _ in range(5)]
+        try:
+            await asyncio.wait_for(layer.receive(outsider), timeout=0.3)
+            nothing = False
+        except TimeoutError:
+            nothing = True
+        await layer.flush()
+        await layer.close_pools()
+        return got_a, got_b, nothing
+
+    got_a, got_b, nothing = asyncio.run(run())
+    assert got_a == got_b == [0, 1, 2, 3, 4]
+    assert nothing
+
+
+def test_a_member_whose_queue_is_full_misses_the_message_and_it_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> list[int]:
+        layer = _layer(capacity=2)
+        channel = await layer.new_channel()
+        await layer.group_add("job.1", channel)
+        for n in range(3):
+            await layer.group_send("job.1", {"type": "job.token", "n": n})
+        got = [(await layer.receive(channel))["n"] for _ in range(2)]
+        await layer.flush()
+        await layer.close_pools()
+        return got
+
+    with caplog.at_level(logging.INFO, logger="channels_redis.core"):
+        assert asyncio.run(run()) == [0, 1]
+    assert "1 of 1 channels over capacity in group job.1" in caplog.text
