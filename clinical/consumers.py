@@ -21,12 +21,17 @@ class ImportProgressConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         batch_id = int(self.scope["url_route"]["kwargs"]["batch_id"])
+        # Join before reading the state: an import that ends between the read and the join would
+        # send its last message to nobody and leave this client waiting (seen in the suite). Nothing
+        # reaches a client that is refused: messages are handled only after connect returns.
+        group = f"import.{batch_id}"
+        await self.channel_layer.group_add(group, self.channel_name)
         state = await self._state(user, self.scope.get("session"), batch_id)
         if state is None:
+            await self.channel_layer.group_discard(group, self.channel_name)
             await self.close(code=4404)
             return
-        self.group = f"import.{batch_id}"
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.group = group
         await self.accept()
         await self.send_json(state)
 

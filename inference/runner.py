@@ -224,7 +224,11 @@ def run_job(job_id: int) -> str:
     job = services.job_claim(job_id=job_id, worker_id=held.worker_id)
     if job is None:
         return "not-claimed"
-    heartbeat.add(job_id, held)
+    if not connection.in_atomic_block:
+        # The heartbeat's own connection cannot see rows of a transaction this thread holds open
+        # (a test case): it would take the job for deleted and stop it. Such a thread writes its
+        # progress itself (`_Stream.save`).
+        heartbeat.add(job_id, held)
     try:
         return _run_claimed(job, held)
     except JobLost:
