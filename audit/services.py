@@ -4,6 +4,7 @@ records commit or roll back together (house rule 2)."""
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -100,6 +101,13 @@ def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     round trip and two writes per event (an import that queues 500 drafts writes 500 events)."""
     if not entries:
         return []
+    queued = _deferred.get()
+    if queued is not None and connection.in_atomic_block:  # inside audit_deferred: queued like audit_record's
+        ctx, now = current_context(), timezone.now()
+        queued.extend(dataclasses.replace(e, context=e.context or ctx, occurred_at=e.occurred_at or now)
+                      for e in entries)
+        return [AuditEvent(kind=str(e.kind), outcome=str(e.outcome), object_type=e.object_type,
+                           object_id=str(e.object_id)) for e in entries]
     with transaction.atomic():
         return _append(entries)
 

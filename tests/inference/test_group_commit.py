@@ -118,3 +118,19 @@ def test_a_groups_audit_events_are_appended_last_each_with_its_callers_context()
     assert {k: (e.request_id, e.channel) for k, e in events.items()} == {"x": ("task-x", "task"),
                                                                          "y": ("task-y", "task")}
     assert events["y"].seq == events["x"].seq + 1
+
+
+def test_events_a_grouped_call_appends_together_are_also_appended_after_the_groups_rows() -> None:
+    from audit.services import AuditEntry, audit_record_many
+
+    committer = GroupCommitter(name="test-group-commit")
+
+    def many() -> int:
+        with acting(RequestContext(request_id="task-many", channel="task")):
+            audit_record_many([AuditEntry(kind=EventKind.UPDATE, object_type="test.group", object_id=f"m{i}")
+                               for i in range(2)])
+        return AuditEvent.objects.filter(object_type="test.group").count()  # none yet: queued to the end
+
+    assert _queued_behind_a_busy_committer(committer, [many, _write("z")]) == [0, "z"]
+    events = list(AuditEvent.objects.filter(object_type="test.group").order_by("seq"))
+    assert [(e.object_id, e.request_id) for e in events] == [("m0", "task-many"), ("m1", "task-many"), ("z", "")]
