@@ -44,19 +44,15 @@ def audit_record(
     # Asked before opening our own transaction: inside a caller's, the setting would also cover the
     # caller's writes (audit_read_record is for callers that know theirs holds none).
     commit_async = str(kind) in READ_KINDS and _read_async_enabled() and not connection.in_atomic_block
-    queued = _deferred.get()
-    if queued is not None and connection.in_atomic_block:
-        queued.append(AuditEntry(kind=kind, outcome=outcome, user=user, role=role, facility_id=facility_id,
-                                 object_type=object_type, object_id=object_id, patient_id=patient_id,
-                                 details=details, username=username, context=current_context(),
-                                 occurred_at=timezone.now()))
-        return AuditEvent(kind=str(kind), outcome=str(outcome), object_type=object_type, object_id=str(object_id))
+    entry = AuditEntry(kind=kind, outcome=outcome, user=user, role=role, facility_id=facility_id,
+                       object_type=object_type, object_id=object_id, patient_id=patient_id, details=details,
+                       username=username)
+    if _deferring():
+        return _queue([entry])[0]
     with transaction.atomic():
         if commit_async:
             _commit_without_flush()
-        return _append([AuditEntry(kind=kind, outcome=outcome, user=user, role=role, facility_id=facility_id,
-                                   object_type=object_type, object_id=object_id, patient_id=patient_id,
-                                   details=details, username=username)])[0]
+        return _append([entry])[0]
 
 
 @dataclass(frozen=True)
@@ -101,15 +97,24 @@ def audit_record_many(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
     round trip and two writes per event (an import that queues 500 drafts writes 500 events)."""
     if not entries:
         return []
-    queued = _deferred.get()
-    if queued is not None and connection.in_atomic_block:  # inside audit_deferred: queued like audit_record's
-        ctx, now = current_context(), timezone.now()
-        queued.extend(dataclasses.replace(e, context=e.context or ctx, occurred_at=e.occurred_at or now)
-                      for e in entries)
-        return [AuditEvent(kind=str(e.kind), outcome=str(e.outcome), object_type=e.object_type,
-                           object_id=str(e.object_id)) for e in entries]
+    if _deferring():
+        return _queue(entries)
     with transaction.atomic():
         return _append(entries)
+
+
+def _deferring() -> bool:
+    return _deferred.get() is not None and connection.in_atomic_block
+
+
+def _queue(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Inside `audit_deferred`: keep the entries, with who acted and when, for the caller to append;
+    the events returned are not saved (no caller reads them back)."""
+    queued, ctx, now = _deferred.get(), current_context(), timezone.now()
+    assert queued is not None
+    queued.extend(dataclasses.replace(e, context=e.context or ctx, occurred_at=e.occurred_at or now) for e in entries)
+    return [AuditEvent(kind=str(e.kind), outcome=str(e.outcome), object_type=e.object_type, object_id=str(e.object_id))
+            for e in entries]
 
 
 def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:

@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connection, transaction
 
 from audit.services import AuditEntry, audit_deferred, audit_record_many
+from inference.db import release_connection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_GROUP = 16  # the group holds the audit chain's head lock from its first event to its commit
+MAX_GROUP = 16  # a group holds its jobs' rows until it commits; its callers wait for the last of them
 
 
 @dataclass
@@ -88,7 +89,7 @@ class GroupCommitter:
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                _release_connection()
+                release_connection()
 
     def _commit(self, group: list[_Call]) -> None:
         if len(group) == 1:
@@ -116,8 +117,9 @@ class GroupCommitter:
                         exc_info=True)
             close_old_connections()
             outcomes, again = [], group
-        self.groups += 1
-        self.grouped_calls += len(outcomes)
+        if outcomes:
+            self.groups += 1
+            self.grouped_calls += len(outcomes)
         for call, result in outcomes:
             call.future.set_result(result)
         for call in again:
@@ -137,12 +139,6 @@ class GroupCommitter:
 def _deferring_audit(fn: Callable[[], T], into: list[AuditEntry]) -> T:
     with audit_deferred(into):
         return fn()
-
-
-def _release_connection() -> None:
-    # Like runner.release_connection: with a pool, hand the connection back between groups.
-    if (connection.settings_dict.get("OPTIONS") or {}).get("pool"):
-        connection.close()
 
 
 final_writes = GroupCommitter()

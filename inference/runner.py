@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from inference import conf, engine_pool, services
 from inference.broadcasting import broadcast
+from inference.db import release_connection
 from inference.events import job_group, token_message
 from inference.group_commit import final_writes
 from inference.inputs import InputError, prepare
@@ -132,14 +133,6 @@ class _Heartbeat:
 heartbeat = _Heartbeat()
 
 
-def release_connection() -> None:
-    """Hand this thread's database connection back to the pool (production pools connections, and
-    has fewer of them than a GPU worker has job threads). Without a pool it stays open for the
-    thread's next query, as CONN_MAX_AGE intends."""
-    if (connection.settings_dict.get("OPTIONS") or {}).get("pool") and not connection.in_atomic_block:
-        connection.close()
-
-
 def persist_interval_s() -> float:
     """Seconds between two writes of the jobs' partial texts (and checks that they are still ours)."""
     return max(conf.persist_every_s(), 2 * stream_interval_s())
@@ -164,7 +157,6 @@ class _Stream:
     sent: int = 0  # characters already broadcast
     saved_at: float = 0.0
     sent_at: float = 0.0
-    first_saved: bool = False
     first_token_at: datetime | None = None
     limit: int = 1
     pending: list[str] = field(default_factory=list)
@@ -189,20 +181,18 @@ class _Stream:
         progress = services.JobProgress(worker_id=self.held.worker_id, partial_text=self.text,
                                         completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
                                         first_token_at=first_token_at)
-        if not connection.in_atomic_block and heartbeat.note(self.job.pk, progress):
-            self.first_saved = True  # the heartbeat thread writes it with the others
-            return
-        # A thread inside a transaction of its own (a test case) cannot hand its rows to another
-        # connection: it writes here, at most every persist interval.
+        if heartbeat.note(self.job.pk, progress):
+            return  # the heartbeat thread writes it with the others
+        # Not handed to the heartbeat (a thread inside a transaction of its own, see run_job): it
+        # writes here, at most every persist interval.
         if first_token_at is None and now - self.saved_at < persist_interval_s():
             return
         try:
             owned = services.job_progress(job_id=self.job.pk, worker_id=self.held.worker_id, partial_text=self.text,
                                           completion_tokens=self.tokens, prompt_tokens=self.prompt_tokens,
-                                          first_token=not self.first_saved)
+                                          first_token=first_token_at is not None)
         finally:
             release_connection()
-        self.first_saved = True
         self.saved_at = now
         if not owned:
             self.held.lost = True

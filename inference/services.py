@@ -235,15 +235,11 @@ def job_claim(*, job_id: int, worker_id: str) -> InferenceJob | None:
 
 def job_progress(*, job_id: int, worker_id: str, partial_text: str, completion_tokens: int, prompt_tokens: int,
                  first_token: bool) -> bool:
-    """Persist the partial text (the worker calls this at most every ~200 ms). False when the job
-    is no longer this worker's (cancelled, or re-queued by the sweeper): the worker must stop."""
-    now = timezone.now()
-    fields: dict[str, Any] = {"partial_text": partial_text, "completion_tokens": completion_tokens,
-                              "prompt_tokens": prompt_tokens,
-                              "lease_expires_at": now + timedelta(seconds=conf.lease_s())}
-    if first_token:
-        fields["first_token_at"] = now
-    return InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id).update(**fields) == 1
+    """`jobs_progress` for one job. False when the job is no longer this worker's (cancelled,
+    re-queued by the sweeper or deleted): the worker must stop."""
+    progress = JobProgress(worker_id=worker_id, partial_text=partial_text, completion_tokens=completion_tokens,
+                           prompt_tokens=prompt_tokens, first_token_at=timezone.now() if first_token else None)
+    return job_id not in jobs_progress(progress={job_id: progress})
 
 
 @dataclass(frozen=True)
