@@ -53,7 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ml.tiny import SHAPES  # noqa: E402  (ml/ never imports Django)
+from ml.engines.cpus import parse_cpus  # noqa: E402  (ml/ never imports Django)
+from ml.tiny import SHAPES  # noqa: E402
 
 # Reports per minute of a compiled static batch of 64 on one H200 (anchors.md, GPU section).
 ANCHOR_BATCH64 = {"llm-jp-3-1.8b": 1882.0, "llm-jp-3-13b": 490.0}
@@ -80,11 +81,23 @@ def _parse() -> argparse.Namespace:
                    help="direct and stack runs taken in turns (CPU; on a GPU one of each): the ratio is their median")
     p.add_argument("--cold", action="store_true",
                    help="no warm-up round of N jobs: the timed round also creates the worker's N threads")
+    p.add_argument("--engine-cpus", default="",
+                   help="CPUs of the engine process in both runs (\"0\", \"0-3\"); this process, the worker and "
+                        "the clients then run on the others, as on a GPU host whose engine has cores of its own")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args()
 
 
 ARGS = _parse()
+ENGINE_CPUS = parse_cpus(ARGS.engine_cpus)
+if ENGINE_CPUS:
+    # Before any thread or child starts: they inherit this thread's CPUs (the worker too); the
+    # engine processes move to theirs when they start (ml/engines/engine_host.py).
+    _others = set(os.sched_getaffinity(0)) - ENGINE_CPUS
+    if not _others or not ENGINE_CPUS <= set(os.sched_getaffinity(0)):
+        sys.exit(f"--engine-cpus {ARGS.engine_cpus}: needs CPUs of this machine and leaves none for the rest "
+                 f"(this machine: {sorted(os.sched_getaffinity(0))})")
+    os.sched_setaffinity(0, _others)
 N = ARGS.n
 NEW_TOKENS = ARGS.new_tokens
 ONE_BY_ONE = ARGS.one_by_one
@@ -257,6 +270,10 @@ def main() -> dict[str, Any]:
     checkpoint, what = _checkpoint()
     figures["checkpoint_s"] = round(time.perf_counter() - started, 1)
     options: dict[str, Any] = {"device": ARGS.device, "max_batch_size": N}
+    if ENGINE_CPUS:  # the direct engine and the worker's (through the model's options) alike
+        options["cpus"] = ARGS.engine_cpus
+    figures["engine_cpus"] = sorted(ENGINE_CPUS) if ENGINE_CPUS else "shared"
+    figures["other_cpus"] = sorted(os.sched_getaffinity(0))
     if ARGS.compile:
         options.update(compile=True, compile_shapes=ARGS.compile_shapes)
 
@@ -492,6 +509,8 @@ def main() -> dict[str, Any]:
         figures["ratio_to_compiled_static_batch"] = round(figures["stack_reports_per_min"] / anchor, 3)
 
     print(f"engine: {what}, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}, prompt {prompt} tokens")
+    print("CPUs: " + (f"engine process {figures['engine_cpus']}, everything else {figures['other_cpus']}"
+                      if ENGINE_CPUS else f"shared by every process ({figures['other_cpus']})"))
     if cpu:
         print("CPU seconds during a stack run (median of rounds): "
               + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))

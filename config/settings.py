@@ -266,6 +266,9 @@ else:
 # threads (ml/engines/process_engine.py says why). The test suite turns it off where it builds
 # engines in its own process; the worker tests turn it on again.
 INFERENCE_ENGINE_PROCESS = env_bool("INFERENCE_ENGINE_PROCESS", True)
+# CPUs of that child process ("0-3"; empty: the worker's own): keeps the thread that feeds the GPU
+# off the cores of the job threads and web processes (ml/engines/cpus.py).
+INFERENCE_ENGINE_CPUS = env_str("INFERENCE_ENGINE_CPUS", "")
 
 # --- Logging: no PHI in logs; request ids only -----------------------------------------------------
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")

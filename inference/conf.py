@@ -48,3 +48,9 @@ def broadcasts_per_s() -> float:
 def engine_process() -> bool:
     """Run local model engines ("transformers") in a child process of the worker (the default)."""
     return bool(getattr(settings, "INFERENCE_ENGINE_PROCESS", True))
+
+
+def engine_cpus() -> str:
+    """The CPUs of the engine process (`"0-3"`, Linux's cpu-list format; empty: the worker's own).
+    A model's own `options["cpus"]` wins over it."""
+    return str(getattr(settings, "INFERENCE_ENGINE_CPUS", "") or "")

@@ -85,6 +85,8 @@ def get_engine(mv: ModelVersion) -> Engine:
             options = dict(mv.options or {})
             if mv.engine == "transformers" and factory is None:
                 options.setdefault("process", conf.engine_process())
+                if options["process"] and conf.engine_cpus():
+                    options.setdefault("cpus", conf.engine_cpus())
             engine = factory(mv.location, options) if factory else build_engine(mv.engine, mv.location, **options)
         except EngineError as exc:
             _failures[key] = (time.monotonic(), str(exc))

@@ -22,7 +22,8 @@ def build_engine(kind: str, location: str, **options: Any) -> Engine:
       max_seq_len, compile, compile_shapes ("dynamic" | "static"), max_prefill_tokens. Weights load
       once per process. With `process=True` the engine runs in a child process of its own
       (`ProcessEngine`: what a GPU worker uses, so the generation loop does not share an
-      interpreter lock with the worker's job threads).
+      interpreter lock with the worker's job threads); `cpus` ("0-3" or ids) keeps that process
+      on those CPUs (`ml.engines.cpus`).
     - `openai` (alias `vllm`): `location` is the server URL; options: model (required), api_key,
       timeout, connect_timeout, extra_body.
 
@@ -38,6 +39,8 @@ def build_engine(kind: str, location: str, **options: Any) -> Engine:
                 from ml.engines.process_engine import ProcessEngine
 
                 return ProcessEngine(kind, location, **options)
+            if options.get("cpus") is not None:
+                raise EngineError("cpus applies to an engine in a process of its own (process=True)")
             from ml.engines.transformers_engine import TransformersEngine
 
             return TransformersEngine(location, **options)

@@ -3,7 +3,7 @@
 Started as `python -m ml.engines.engine_host <fd>`, where `<fd>` is one end of a socket pair
 wrapped as a `multiprocessing.connection.Connection`. Messages (pickled tuples):
 
-    parent → child   ("start", kind, location, options)   once, first
+    parent → child   ("start", kind, location, options, cpus)   once, first (cpus: ids or None)
                      ("submit", DraftRequest)
                      ("cancel", request_id)
                      ("call", call_id, "warmup" | "stats" | "health")
@@ -83,7 +83,14 @@ def _reply(conn: Connection, send_lock: threading.Lock, call_id: int, fn: Any) -
 def serve(conn: Connection) -> int:
     from ml.engines import build_engine
 
-    _, kind, location, options = conn.recv()
+    _, kind, location, options, cpus = conn.recv()
+    if cpus:
+        try:  # this thread's CPUs; every thread started from here on (model, loop, sender) inherits them
+            os.sched_setaffinity(0, cpus)
+        except OSError as exc:
+            conn.send(("load_failed", f"cannot run the engine on CPUs {cpus} (this machine has "
+                                      f"{sorted(os.sched_getaffinity(0))}): {exc.strerror or exc}"))
+            return 1
     try:
         engine: Any = build_engine(kind, location, **options)
         if not callable(getattr(engine, "start", None)):

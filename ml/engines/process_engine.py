@@ -23,13 +23,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ml.engines.cpus import parse_cpus
 from ml.engines.mailbox import SinkEngine
 from ml.protocol import DraftRequest, EngineError, EngineEvent, EngineHealth, Failed, Finished
 
@@ -46,11 +47,15 @@ class ProcessEngine(SinkEngine):
     `warmup()`, `stats()`, `close()`. Building it starts the child and waits until the model has
     loaded (`EngineError` with the child's reason if it could not)."""
 
-    def __init__(self, kind: str, location: str, start_timeout: float = 1800.0, **options: Any) -> None:
+    def __init__(self, kind: str, location: str, start_timeout: float = 1800.0,
+                 cpus: str | Iterable[int] | None = None, **options: Any) -> None:
         self.name = kind
         self.model = str(location)
         self.warmup_seconds: float | None = None
         self._spec = (kind, str(location), options)
+        # The child's CPUs ("0-3" or ids; None: the worker's own): set in the child before the
+        # model loads, so its every thread (generation loop, torch's pool) stays on them.
+        self.cpus = parse_cpus(cpus)
         self._start_timeout = start_timeout
         self._lock = threading.Lock()  # child lifecycle and the request table
         self._send_lock = threading.Lock()
@@ -78,13 +83,15 @@ class ProcessEngine(SinkEngine):
         ours, theirs = Pipe(duplex=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
+        if self.cpus:  # torch's thread pool sized to the CPUs it may use, not to the machine
+            env["OMP_NUM_THREADS"] = str(len(self.cpus))
         proc = subprocess.Popen(  # noqa: S603 -- our own module, no shell
             [sys.executable, "-m", "ml.engines.engine_host", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=env, start_new_session=True)
         theirs.close()
         started = time.monotonic()
         try:
-            ours.send(("start", *self._spec))
+            ours.send(("start", *self._spec, sorted(self.cpus) if self.cpus else None))
             while not ours.poll(0.5):
                 if proc.poll() is not None:
                     raise EngineError(f"the engine process exited with code {proc.returncode} while loading")

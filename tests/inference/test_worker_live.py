@@ -175,7 +175,7 @@ def test_it_runs_a_local_model_in_an_engine_process_of_its_own_and_fails_noise_w
     services.model_version_register(name="tiny", version="1", engine="transformers", location=str(checkpoint),
                                     tasks=["checkup_summary"], options={"device": "cpu"}, max_new_tokens=24,
                                     enabled=True)
-    proc = worker("gpu", INFERENCE_ENGINE_PROCESS="1")
+    proc = worker("gpu", INFERENCE_ENGINE_PROCESS="1", INFERENCE_ENGINE_CPUS="0")
     job = services.job_create(actor=personas.physician_a, visit=make_visit(personas.facility_a, mrn="T0001"))
     _wait(lambda: InferenceJob.objects.filter(pk=job.pk, status=JobStatus.FAILED).exists(), 120, "the draft")
     job.refresh_from_db()
@@ -183,6 +183,8 @@ def test_it_runs_a_local_model_in_an_engine_process_of_its_own_and_fails_noise_w
     assert "下書きの形式が不正です" in job.error and not ReportRevision.objects.filter(source_job=job).exists()
     hosts = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ml.engines.engine_host" in c.cmdline()]
     assert len(hosts) == 1
+    assert hosts[0].cpu_affinity() == [0], "INFERENCE_ENGINE_CPUS keeps the engine process on its CPUs"
+    assert set(psutil.Process(proc.pid).cpu_affinity()) == set(os.sched_getaffinity(0)), "the worker is not moved"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert psutil.wait_procs(hosts, timeout=15)[1] == [], "the engine process outlived its worker"

@@ -149,6 +149,29 @@ def test_it_raises_the_childs_reason_when_the_model_cannot_load(tmp_path: Path) 
         build_engine("transformers", str(tmp_path / "missing"), device="cpu", process=True)
 
 
+def test_it_keeps_the_child_on_the_cpus_it_is_given_with_a_thread_pool_to_match(tiny_causal: Path) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    engine: Any = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=2, max_seq_len=64,
+                               process=True, cpus=str(cpu))
+    try:
+        pid = engine.pid
+        threads = os.listdir(f"/proc/{pid}/task")
+        assert len(threads) > 1 and {frozenset(os.sched_getaffinity(int(t))) for t in threads} == {frozenset({cpu})}
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"OMP_NUM_THREADS=1" in environ
+        result = engine.submit_sync(request("on-cpu", PROMPTS[0], max_new_tokens=4, ignore_eos=True))
+        assert isinstance(result, Finished) and result.completion_tokens == 4  # it still drafts
+    finally:
+        engine.close()
+
+
+def test_it_refuses_cpus_this_machine_does_not_have_with_the_reason(tiny_causal: Path) -> None:
+    with pytest.raises(EngineError, match=r"cannot run the engine on CPUs \[4095\]"):
+        build_engine("transformers", str(tiny_causal), device="cpu", process=True, cpus="4095")
+    with pytest.raises(EngineError, match="process of its own"):
+        build_engine("transformers", str(tiny_causal), device="cpu", cpus="0")
+
+
 def test_the_child_exits_when_its_parent_is_killed(tiny_causal: Path, tmp_path: Path) -> None:
     """A GPU worker killed with SIGKILL must not leave a process holding the GPU."""
     pid_file = tmp_path / "child.pid"
