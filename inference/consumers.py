@@ -33,14 +33,25 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
-        if not await self._allowed(user, self.scope.get("session")):
+        if user is None or not user.is_authenticated:
             await self.close(code=4404)
             return
-        # Join before reading the state: nothing sent in between is missed (offsets resolve repeats).
-        self.group = f"job.{self.job_id}"
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Join before reading the state: nothing sent in between is missed (offsets resolve
+        # repeats). Messages that arrive meanwhile wait in this consumer's channel until connect()
+        # returns, and reach the client only if it was let in (`self.group` is set only then).
+        group = f"job.{self.job_id}"
+        await self.channel_layer.group_add(group, self.channel_name)
+        # Second factor, scope, audit and state in one trip to a database thread (each trip costs
+        # a thread hand-off and connection checks: 64 subscribers connecting at once spent 8 ms of
+        # CPU each in this process, bench/inference_stack.py).
+        state = await self._open(user, self.scope.get("session"))
+        if state is None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.close(code=4404)
+            return
+        self.group = group
         await self.accept()
-        await self._send_state()
+        await self.job_state(state)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -51,10 +62,14 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
             await self._send_state()
 
     async def job_state(self, event: dict[str, Any]) -> None:
+        if self.group is None:  # refused: the group's messages that came meanwhile go nowhere
+            return
         self.have = len(event.get("text") or "")
         await self.send_json(event)
 
     async def job_token(self, event: dict[str, Any]) -> None:
+        if self.group is None:
+            return
         offset, text = int(event["offset"]), str(event["text"])
         if offset > self.have:
             # A hole before this delta: take the persisted text (≤ 200 ms behind) at most every 100 ms.
@@ -82,25 +97,28 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.job_state(state)
 
     @database_sync_to_async
-    def _allowed(self, user: Any, session: Any) -> bool:
+    def _open(self, user: Any, session: Any) -> dict[str, Any] | None:
+        """The job's state if the user may watch it (second factor passed, job in their scope), the
+        connect audited; None otherwise (outside the scope: audited access_denied)."""
         from django.http import Http404
 
         from clinical.auth.otp_required import websocket_user_verified
+        from inference.events import job_state
         from inference.selectors import job_for
 
         if not websocket_user_verified(user, session):
-            return False
+            return None
         with acting(_ctx(user)):
             try:
-                job = job_for(user, self.job_id)  # outside the user's scope: audited access_denied
+                job = job_for(user, self.job_id)
             except Http404:
-                return False
+                return None
             # Every subscriber's connect is audited; without a WAL flush each (see audit_read_record),
             # so a thousand watchers connecting at once do not queue behind a thousand disk syncs.
             audit_read_record(kind=EventKind.PHI_READ, user=user, facility_id=job.facility_id,
                               object_type="inference.inferencejob", object_id=job.pk, patient_id=job.patient_id,
                               details={"view": "job_stream"})
-        return True
+        return job_state(job)
 
     @database_sync_to_async
     def _state(self) -> dict[str, Any] | None:

@@ -171,6 +171,36 @@ def test_it_closes_the_stream_of_another_facilitys_job_and_audits_it(
                                      username="physician_b").exists()
 
 
+def test_a_refused_watcher_gets_nothing_the_job_sent_while_it_was_being_checked(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """The consumer joins the job's group before it checks the user (so an allowed client misses
+    nothing); a token sent during the check must not reach a client that is then refused."""
+    from asgiref.sync import async_to_sync
+    from django.db.models.signals import post_save
+
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    outsider = login(Client(), personas.physician_b)
+
+    def send_during_the_check(sender: Any, instance: AuditEvent, **kwargs: Any) -> None:
+        if instance.kind == "access_denied":  # written by the check itself, before it answers
+            async_to_sync(get_channel_layer().group_send)(
+                f"job.{job.pk}", token_message(job.pk, 0, "秘密の所見", 1, 1))
+
+    async def attempt() -> tuple[bool, Any, bool]:
+        communicator = _communicator(outsider, f"/ws/jobs/{job.pk}/")
+        connected, code = await communicator.connect()
+        silent = await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return connected, code, silent
+
+    post_save.connect(send_during_the_check, sender=AuditEvent)
+    try:
+        assert asyncio.run(attempt()) == (False, 4404, True)
+    finally:
+        post_save.disconnect(send_during_the_check, sender=AuditEvent)
+
+
 def test_it_pushes_a_finished_draft_to_the_physicians_of_its_facility_only(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
