@@ -257,6 +257,7 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
         reason = f"生成に失敗しました: {result.reason}"
         final_writes.run(lambda: services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=reason,
                                                    text=stream.text, stage="engine", completion_tokens=stream.tokens,
+                                                   prompt_tokens=stream.prompt_tokens,
                                                    first_token_at=stream.first_token_at))
         return "failed"
     assert isinstance(result, Finished)
@@ -264,7 +265,8 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
     if ended.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
         final_writes.run(lambda: services.job_fail(
             job_id=job.pk, worker_id=held.worker_id, text=ended.text, stage="timeout",
-            completion_tokens=ended.completion_tokens, first_token_at=stream.first_token_at,
+            completion_tokens=ended.completion_tokens, prompt_tokens=ended.prompt_tokens or stream.prompt_tokens,
+            first_token_at=stream.first_token_at,
             reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました"))
         return "failed"
     done = final_writes.run(lambda: services.job_finish(

@@ -309,7 +309,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         cut = "（トークン上限で打ち切り）" if finish_reason == "length" else ""
         return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
                         text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens,
-                        first_token_at=first_token_at)
+                        prompt_tokens=prompt_tokens, first_token_at=first_token_at)
     report_text = draft_to_text(parsed)
     grounding = grounding_record(report_text, prepared.sources)
     now = timezone.now()
@@ -339,7 +339,7 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
 
 
 def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
-             stage: str = "failed", completion_tokens: int | None = None,
+             stage: str = "failed", completion_tokens: int | None = None, prompt_tokens: int | None = None,
              first_token_at: datetime | None = None) -> InferenceJob | None:
     """Mark an active job FAILED with the reason shown to users. With `worker_id`, only if this
     worker still holds it."""
@@ -352,6 +352,8 @@ def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: st
         fields["partial_text"] = text
     if completion_tokens is not None:  # what the model wrote, kept with the text it wrote
         fields["completion_tokens"] = completion_tokens
+    if prompt_tokens:  # what it read: a draft may end before any progress write carried it
+        fields["prompt_tokens"] = prompt_tokens
     fields.update(_first_token(first_token_at))
     with transaction.atomic():
         if rows.update(**fields) != 1:

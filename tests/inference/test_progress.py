@@ -57,6 +57,23 @@ def test_a_later_write_keeps_the_time_of_the_first_token(
     assert (job.partial_text, job.first_token_at) == ("胸部X線", first)
 
 
+def test_a_draft_that_fails_its_parse_before_any_progress_write_keeps_what_the_model_read(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """A short draft can end before the worker's first progress tick: the final write carries the
+    counts itself (a CI run once found a failed job with prompt_tokens 0)."""
+    from inference.inputs import prepare
+
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+    assert claimed is not None
+    ended = services.job_finish(job_id=job.pk, worker_id="w:1", text="所見なし（JSONではない）", prompt_tokens=321,
+                                completion_tokens=12, finish_reason="stop", prepared=prepare(claimed))
+    assert ended is not None and ended.status == JobStatus.FAILED
+    job.refresh_from_db()
+    assert (job.prompt_tokens, job.completion_tokens, job.partial_text) == (321, 12, "所見なし（JSONではない）")
+
+
 def test_a_heartbeat_without_text_renews_the_lease_and_keeps_the_text(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
