@@ -236,6 +236,31 @@ def _cpu(worker_pid: int) -> dict[str, float]:
             "redis": cpu_seconds(named("redis-server")), "postgres": cpu_seconds(named("postgres"))}
 
 
+def _engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the generation thread did between two `stats()`: prefills, decode steps per batch
+    bucket, and the seconds it was busy with them (the rest of the round it waited for work)."""
+    decode = {}
+    for b, bucket in after.get("decode", {}).items():
+        was = before.get("decode", {}).get(b, {"steps": 0, "seconds": 0.0})
+        steps = bucket["steps"] - was["steps"]
+        if steps:
+            decode[b] = {"steps": steps, "ms_per_step": round(1000 * (bucket["seconds"] - was["seconds"]) / steps, 2)}
+    prefill_s = after.get("prefill_s", 0.0) - before.get("prefill_s", 0.0)
+    step_s = sum(d["steps"] * d["ms_per_step"] / 1000 for d in decode.values())
+    return {"busy_s": round(prefill_s + step_s, 3), "prefill_s": round(prefill_s, 3),
+            "prefills": after.get("prefills", 0) - before.get("prefills", 0),
+            "prefill_rows": after.get("prefill_rows", 0) - before.get("prefill_rows", 0),
+            "steps": after.get("steps", 0) - before.get("steps", 0), "decode_s": round(step_s, 3), "decode": decode}
+
+
+def _engine_line(what: str, delta: dict[str, Any], round_s: float) -> str:
+    buckets = ", ".join(f"b={b} {d['steps']} × {d['ms_per_step']:.1f} ms"
+                        for b, d in sorted(delta["decode"].items(), key=lambda kv: int(kv[0])))
+    return (f"engine during the last {what} round: busy {delta['busy_s']:.2f} s of {round_s:.2f} s "
+            f"(prefill {delta['prefill_s']:.2f} s in {delta['prefills']} for {delta['prefill_rows']} requests; "
+            f"{delta['steps']} decode steps {delta['decode_s']:.2f} s: {buckets})")
+
+
 def main() -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
 
@@ -303,6 +328,7 @@ def main() -> dict[str, Any]:
 
     # --- direct: the engine alone, in this process -------------------------------------------------
     direct_times: list[float] = []
+    engine_direct: list[dict[str, Any]] = []  # what the engine's generation thread did in each round
     probe: list[Any] = []
     engine: Any = None
     direct_tokens: list[int] = []
@@ -340,7 +366,9 @@ def main() -> dict[str, Any]:
         direct_times.append(time.perf_counter() - started)
 
     if engine is not None and rounds == 1:
+        stats0 = engine.stats()
         run_direct()
+        engine_direct.append(_engine_delta(stats0, engine.stats()))
         engine.close()
         engine = None
 
@@ -407,6 +435,20 @@ def main() -> dict[str, Any]:
         return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
 
     stack_times: list[float] = []
+    engine_stack: list[dict[str, Any]] = []
+
+    def worker_engine_stats() -> dict[str, Any]:
+        """The worker's engine counters, through Celery's remote control as an operator asks
+        (`celery inspect engine_stats`); in-process, straight from the pool."""
+        from inference.engine_pool import engines_stats
+
+        if IN_PROCESS:
+            engines = engines_stats()
+        else:
+            replies = app.control.broadcast("engine_stats", reply=True, timeout=10, limit=1)
+            engines = next(iter(replies[0].values())) if replies else {}
+        return next(iter(engines.values()), {})
+
     cpu_rounds: list[dict[str, float]] = []
     single_finals: list[dict[str, Any]] = []
     finals: list[dict[str, Any]] = []
@@ -424,16 +466,20 @@ def main() -> dict[str, Any]:
             if engine is not None:
                 idle0 = _cpu(worker_pid) if worker_pid else {}
                 engine0 = _cpu_of(engine.pid)
+                stats0 = await asyncio.to_thread(engine.stats)
                 await asyncio.to_thread(run_direct)
+                engine_direct.append(_engine_delta(stats0, await asyncio.to_thread(engine.stats)))
                 if worker_pid:  # an idle worker should use nothing while the engine runs alone
                     idle = _cpu(worker_pid)
                     used = _cpu_of(engine.pid) - engine0
                     print(f"CPU seconds during a direct run: direct engine process {used:.2f}, "
                           + ", ".join(f"{k} {idle[k] - idle0[k]:.2f}" for k in idle))
             cpu0 = _cpu(worker_pid) if worker_pid else {}
+            stats0 = await asyncio.to_thread(worker_engine_stats)
             started = time.perf_counter()
             finals = await run_stack(visits)
             stack_times.append(max(m["_at"] for m in finals) - started)
+            engine_stack.append(_engine_delta(stats0, await asyncio.to_thread(worker_engine_stats)))
             if worker_pid:
                 cpu_rounds.append({k: round(v - cpu0[k], 2) for k, v in _cpu(worker_pid).items()})
 
@@ -501,6 +547,7 @@ def main() -> dict[str, Any]:
         figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
                        direct_rounds_s=[round(t, 3) for t in direct_times], prompt_tokens=max(prompt_tokens))
     figures["stack_rounds_s"] = [round(t, 3) for t in stack_times]
+    figures["engine_direct_rounds"], figures["engine_stack_rounds"] = engine_direct, engine_stack
     if ratios:
         figures["ratio_stack_to_direct"] = round(statistics.median(ratios), 3)
         figures["ratio_rounds"] = [round(r, 3) for r in ratios]
@@ -515,6 +562,10 @@ def main() -> dict[str, Any]:
         print("CPU seconds during a stack run (median of rounds): "
               + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
     print("timeline (s after the first row): " + ", ".join(f"{k}={v:.2f}" for k, v in timeline.items()))
+    if engine_direct:
+        print(_engine_line("direct", engine_direct[-1], direct_times[-1]))
+    if engine_stack:
+        print(_engine_line("stack", engine_stack[-1], stack_times[-1]))
     if lags:
         print(f"row finished → client holds the final state: median {statistics.median(lags):.3f} s, "
               f"max {lags[-1]:.3f} s")

@@ -108,6 +108,22 @@ def preload(mv: ModelVersion) -> float | None:
     return float(warmup()) if callable(warmup) else None
 
 
+def engines_stats() -> dict[str, dict[str, Any]]:
+    """The counters of every engine this process has built that keeps some (`stats()`), by
+    "model_version=<id> engine=<kind>"; an engine that cannot answer says why instead."""
+    with _lock:
+        engines = list(_engines.items())
+    out: dict[str, dict[str, Any]] = {}
+    for key, engine in engines:
+        stats = getattr(engine, "stats", None)
+        if callable(stats):
+            try:
+                out[f"model_version={key[0]} engine={key[1]}"] = dict(stats())
+            except Exception as exc:  # a dead engine process: the answer says so, the caller goes on
+                out[f"model_version={key[0]} engine={key[1]}"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
 def clear(kind: str | None = None) -> None:
     """Forget engines (tests; a worker reloading its registry). Closes them best effort."""
     with _lock:

@@ -15,6 +15,7 @@ from celery.signals import worker_ready
 
 from audit.context import RequestContext, acting, new_request_id
 from inference import conf
+from inference import control as _control  # noqa: F401  (registers `celery inspect engine_stats`)
 
 log = logging.getLogger(__name__)
 

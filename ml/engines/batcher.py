@@ -153,6 +153,15 @@ class ContinuousBatcher:
         self._stopped = False
         self.steps = 0
         self.generated_tokens = 0
+        # Where the generation thread's time goes (stats(): a benchmark compares an engine alone with
+        # the same engine under the whole stack). Keys fixed here: other threads read these dicts.
+        # Each step ends in a device→host copy of the sampled ids, so on a GPU its wall time is the
+        # GPU's time too.
+        self.prefills = 0
+        self.prefill_rows = 0
+        self.prefill_s = 0.0
+        self.step_counts: dict[int, int] = dict.fromkeys(self.buckets, 0)
+        self.step_seconds: dict[int, float] = dict.fromkeys(self.buckets, 0.0)
         self._thread = threading.Thread(target=self._run, name="ml-generation-loop", daemon=True)
         self._thread.start()
 
@@ -261,7 +270,11 @@ class ContinuousBatcher:
             batch.append(seq)
             longest = longest_if
         if batch:
+            started = time.perf_counter()
             self._prefill(batch, longest)
+            self.prefill_s += time.perf_counter() - started
+            self.prefills += 1
+            self.prefill_rows += len(batch)
 
     def _prefill(self, batch: list[Sequence], width: int) -> None:
         n = len(batch)
@@ -335,6 +348,7 @@ class ContinuousBatcher:
         return self.max_batch_size
 
     def _step(self) -> None:
+        started = time.perf_counter()
         b = self._bucket(max(self._occupied) + 1)
         if not self.compiled:
             # Attend over the cells in use (rounded up to few distinct shapes), not the whole cache:
@@ -362,6 +376,8 @@ class ContinuousBatcher:
             row = rows[slot]
             if row is not None:
                 self._accept(row, ids[slot])
+        self.step_counts[b] += 1
+        self.step_seconds[b] += time.perf_counter() - started
 
     @staticmethod
     def _sample(logits: torch.Tensor, temps: torch.Tensor, sampling: bool) -> torch.Tensor:

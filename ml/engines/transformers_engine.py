@@ -324,9 +324,16 @@ class TransformersEngine(SinkEngine):
         return self.warmup_seconds
 
     def stats(self) -> dict[str, Any]:
-        """Counters for dashboards and tests: decode steps run, tokens generated, rows running, queued."""
+        """Counters for dashboards, tests and benchmarks: decode steps run, tokens generated, rows
+        running, queued; the generation thread's time in prefills and in decode steps per batch
+        bucket (`decode`: {"64": {"steps": n, "seconds": s}}, buckets that ran). Counters only
+        grow: the difference of two calls is what happened in between."""
         b = self._batcher
-        return {"steps": b.steps, "generated_tokens": b.generated_tokens, "running": b.running, "queued": b.queued}
+        decode = {str(size): {"steps": n, "seconds": round(b.step_seconds[size], 6)}
+                  for size, n in b.step_counts.items() if n}
+        return {"steps": b.steps, "generated_tokens": b.generated_tokens, "running": b.running, "queued": b.queued,
+                "prefills": b.prefills, "prefill_rows": b.prefill_rows, "prefill_s": round(b.prefill_s, 6),
+                "decode": decode}
 
     async def health(self) -> EngineHealth:
         b = self._batcher

@@ -184,6 +184,15 @@ def test_it_runs_a_local_model_in_an_engine_process_of_its_own_and_fails_noise_w
     hosts = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ml.engines.engine_host" in c.cmdline()]
     assert len(hosts) == 1
     assert hosts[0].cpu_affinity() == [0], "INFERENCE_ENGINE_CPUS keeps the engine process on its CPUs"
+    from config.celery import app
+
+    # What `celery -A config inspect engine_stats` shows an operator: the engine process's counters.
+    [reply] = app.control.broadcast("engine_stats", reply=True, timeout=10)
+    [engines] = reply.values()
+    [stats] = engines.values()
+    # (the warm-up at the worker's start drafts once too)
+    assert stats["pid"] == hosts[0].pid and stats["prefill_rows"] >= 1 and stats["generated_tokens"] >= 24
+    assert sum(bucket["steps"] for bucket in stats["decode"].values()) == stats["steps"] >= 23
     assert set(psutil.Process(proc.pid).cpu_affinity()) == set(os.sched_getaffinity(0)), "the worker is not moved"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -94,6 +94,25 @@ def test_it_writes_exactly_what_hf_generate_writes_for_a_request_alone(llava_eng
         assert llava_engine.submit_sync(req).text == expected
 
 
+def test_its_stats_say_where_the_generation_thread_spent_its_time(llava_engine: Any) -> None:
+    """Benchmarks compare the engine alone with the engine under the whole stack by these."""
+    before = llava_engine.stats()
+    results = collect_many(llava_engine, _requests("t"))
+    after = llava_engine.stats()
+    assert all(isinstance(_final(events), Finished) for events in results)
+    assert after["prefill_rows"] - before["prefill_rows"] == len(results)
+    assert after["prefills"] > before["prefills"] and after["prefill_s"] > before["prefill_s"]
+
+    def steps(stats: dict[str, Any]) -> int:
+        return sum(bucket["steps"] for bucket in stats["decode"].values())
+
+    assert steps(after) - steps(before) == after["steps"] - before["steps"] > 0
+    grew = {b for b, bucket in after["decode"].items()
+            if bucket["steps"] > before["decode"].get(b, {"steps": 0})["steps"]}
+    assert grew and grew <= {"1", "2", "4", "8"}  # 8 requests fill at most 8 rows: bucket 16 never ran
+    assert all(after["decode"][b]["seconds"] > before["decode"].get(b, {"seconds": 0.0})["seconds"] for b in grew)
+
+
 def test_it_gives_8_concurrent_requests_the_greedy_text_each_gets_alone(
     llava_engine: Any, alone: dict[str, Finished]
 ) -> None:
