@@ -248,6 +248,7 @@ def _engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     prefill_s = after.get("prefill_s", 0.0) - before.get("prefill_s", 0.0)
     step_s = sum(d["steps"] * d["ms_per_step"] / 1000 for d in decode.values())
     return {"busy_s": round(prefill_s + step_s, 3), "prefill_s": round(prefill_s, 3),
+            "last_step_at": after.get("last_step_at", 0.0),
             "prefills": after.get("prefills", 0) - before.get("prefills", 0),
             "prefill_rows": after.get("prefill_rows", 0) - before.get("prefill_rows", 0),
             "steps": after.get("steps", 0) - before.get("steps", 0), "decode_s": round(step_s, 3), "decode": decode}
@@ -529,6 +530,12 @@ def main() -> dict[str, Any]:
     # From the row's finished_at (written by the worker) to the client holding the final state.
     finished = {pk: at.timestamp() for pk, at in measured.values_list("pk", "finished_at") if at is not None}
     lags = sorted(m["_wall"] - finished[m["job"]] for m in finals if m["job"] in finished)
+    if engine_stack and finished and engine_stack[-1]["last_step_at"]:
+        # The tail of the last round: the engine's last decode step → the last row finished → the
+        # last client holding its final state (all wall clock, one machine).
+        last_step = engine_stack[-1]["last_step_at"]
+        figures["tail_s"] = {"engine_last_step_to_last_row": round(max(finished.values()) - last_step, 3),
+                             "engine_last_step_to_last_client": round(max(m["_wall"] for m in finals) - last_step, 3)}
     t0 = span["q0"]
     timeline = {k: round((v - t0).total_seconds(), 2) for k, v in span.items() if v is not None}
     stack_tokens = sum(m["completion_tokens"] for m in finals)
@@ -566,6 +573,9 @@ def main() -> dict[str, Any]:
         print(_engine_line("direct", engine_direct[-1], direct_times[-1]))
     if engine_stack:
         print(_engine_line("stack", engine_stack[-1], stack_times[-1]))
+    if "tail_s" in figures:
+        print(f"engine's last decode step → last row finished {figures['tail_s']['engine_last_step_to_last_row']:.3f} s"
+              f" → last client holds its final state {figures['tail_s']['engine_last_step_to_last_client']:.3f} s")
     if lags:
         print(f"row finished → client holds the final state: median {statistics.median(lags):.3f} s, "
               f"max {lags[-1]:.3f} s")

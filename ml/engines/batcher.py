@@ -162,6 +162,7 @@ class ContinuousBatcher:
         self.prefill_s = 0.0
         self.step_counts: dict[int, int] = dict.fromkeys(self.buckets, 0)
         self.step_seconds: dict[int, float] = dict.fromkeys(self.buckets, 0.0)
+        self.last_step_at = 0.0  # wall clock (time.time()) at the end of the latest decode step
         self._thread = threading.Thread(target=self._run, name="ml-generation-loop", daemon=True)
         self._thread.start()
 
@@ -378,6 +379,7 @@ class ContinuousBatcher:
                 self._accept(row, ids[slot])
         self.step_counts[b] += 1
         self.step_seconds[b] += time.perf_counter() - started
+        self.last_step_at = time.time()
 
     @staticmethod
     def _sample(logits: torch.Tensor, temps: torch.Tensor, sampling: bool) -> torch.Tensor:
