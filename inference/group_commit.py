@@ -5,16 +5,18 @@ audit event, the report) at once: every one of them queued for the audit chain's
 across four round trips and a WAL flush, and each round trip waited for the interpreter lock behind
 the other threads. The last final state left the worker about a second after its row was written
 (bench/inference_stack.py). Here one thread per process runs the final writes that are waiting, as
-one transaction: each job's writes in its own savepoint (one job's error rolls back only its own),
-their audit events appended together at the end (one head lock, taken after the rows'), one flush.
-A job that is alone commits alone, at once.
+one transaction, their audit events appended together at the end (one head lock, taken after the
+rows'), one flush. A job that is alone commits alone, at once.
 
 The caller blocks until its writes are committed, so a task is acknowledged only after its row is
 final, as before. Each call runs in the caller's context variables (the audit context of its task).
-A call whose group could not commit (a lost connection, a deadlock with a web request's writes) is
-run again alone in its own transaction; its writes are conditional updates, so a second run never
-doubles them. Inside a transaction of the caller's own (the tests' atomic test cases) the call runs
-inline: another thread's connection could not see the caller's rows.
+If any call of a group raises (its own error, a lost connection, a deadlock with a web request's
+writes), the whole group rolls back and each of its calls runs again alone in its own transaction:
+an error undoes only its own call's writes and reaches only its own caller, and the writes are
+conditional updates, so a second run never doubles them. (Until session 6 each call had a savepoint
+of its own instead: two more round trips per job on the path from the engine's last token to the
+client, for a failure that is rare.) Inside a transaction of the caller's own (the tests' atomic
+test cases) the call runs inline: another thread's connection could not see the caller's rows.
 """
 
 from __future__ import annotations
@@ -101,14 +103,7 @@ class GroupCommitter:
             with transaction.atomic():
                 events: list[AuditEntry] = []
                 for call in group:
-                    mark = len(events)
-                    try:
-                        with transaction.atomic():  # a savepoint: an error undoes this call's writes only
-                            outcomes.append((call, call.context.run(_deferring_audit, call.fn, events)))
-                    except Exception:
-                        del events[mark:]
-                        log.info("a grouped final write failed; it runs again alone", exc_info=True)
-                        again.append(call)
+                    outcomes.append((call, call.context.run(_deferring_audit, call.fn, events)))
                 # The audit chain's head is locked last, once, after every row of the group (see
                 # audit_deferred: no deadlock with a transaction that holds a row and waits for it).
                 audit_record_many(events)

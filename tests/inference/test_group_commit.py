@@ -1,5 +1,5 @@
-"""Group commit of the jobs' final writes: jobs that end together share one transaction, each in
-its own savepoint, and every caller gets its own result once committed."""
+"""Group commit of the jobs' final writes: jobs that end together share one transaction (a group
+with an error runs again call by call), and every caller gets its own result once committed."""
 
 from __future__ import annotations
 
