@@ -62,3 +62,30 @@ def test_a_member_whose_queue_is_full_misses_the_message_and_it_is_logged(caplog
     with caplog.at_level(logging.INFO, logger="channels_redis.core"):
         assert asyncio.run(run()) == [0, 1]
     assert "1 of 1 channels over capacity in group job.1" in caplog.text
+
+
+def test_many_group_sends_in_one_batch_reach_each_member_in_the_order_given() -> None:
+    """What the worker's broadcaster hands over: tokens and final states of several jobs, and a
+    worklist message nobody listens to, in one batch of two round trips."""
+    async def run() -> tuple[list[int], list[int], list[int], bool]:
+        layer = _layer()
+        a1, a2, b, outsider = [await layer.new_channel() for _ in range(4)]
+        for channel in (a1, a2):
+            await layer.group_add("job.1", channel)
+        await layer.group_add("job.2", b)
+        # Messages whose bytes sort the other way round: the order given must win.
+        sends = [("job.1", 9), ("job.2", 9), ("job.1", 1), ("worklist.9", -1), ("job.2", 1), ("job.1", 0)]
+        await layer.group_send_many([(group, {"type": "job.token", "n": n}) for group, n in sends])
+        got = [[(await layer.receive(c))["n"] for _ in range(count)] for c, count in ((a1, 3), (a2, 3), (b, 2))]
+        try:
+            await asyncio.wait_for(layer.receive(outsider), timeout=0.3)
+            nothing = False
+        except TimeoutError:
+            nothing = True
+        await layer.flush()
+        await layer.close_pools()
+        return got[0], got[1], got[2], nothing
+
+    got_a1, got_a2, got_b, nothing = asyncio.run(run())
+    assert got_a1 == got_a2 == [9, 1, 0] and got_b == [9, 1]
+    assert nothing
