@@ -258,7 +258,7 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
         final_writes.run(lambda: services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=reason,
                                                    text=stream.text, stage="engine", completion_tokens=stream.tokens,
                                                    prompt_tokens=stream.prompt_tokens,
-                                                   first_token_at=stream.first_token_at))
+                                                   first_token_at=stream.first_token_at, claimed=job))
         return "failed"
     assert isinstance(result, Finished)
     ended = result
@@ -266,11 +266,11 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
         final_writes.run(lambda: services.job_fail(
             job_id=job.pk, worker_id=held.worker_id, text=ended.text, stage="timeout",
             completion_tokens=ended.completion_tokens, prompt_tokens=ended.prompt_tokens or stream.prompt_tokens,
-            first_token_at=stream.first_token_at,
+            first_token_at=stream.first_token_at, claimed=job,
             reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました"))
         return "failed"
     done = final_writes.run(lambda: services.job_finish(
         job_id=job.pk, worker_id=held.worker_id, text=ended.text,
         prompt_tokens=ended.prompt_tokens or stream.prompt_tokens, completion_tokens=ended.completion_tokens,
-        finish_reason=ended.finish_reason, prepared=prepared, first_token_at=stream.first_token_at))
+        finish_reason=ended.finish_reason, prepared=prepared, first_token_at=stream.first_token_at, claimed=job))
     return "lost" if done is None else done.status

@@ -74,6 +74,25 @@ def test_a_draft_that_fails_its_parse_before_any_progress_write_keeps_what_the_m
     assert (job.prompt_tokens, job.completion_tokens, job.partial_text) == (321, 12, "所見なし（JSONではない）")
 
 
+def test_a_grouped_final_write_is_one_update_and_one_read_back_of_the_row(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    """Inside a group's transaction (its audit events deferred to the group's end) a job's final
+    write takes no savepoint and reads the row back without joining what the worker already has."""
+    from audit.services import AuditEntry, audit_deferred
+
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+    assert claimed is not None
+    events: list[AuditEntry] = []
+    with audit_deferred(events), django_assert_num_queries(2):  # type: ignore[operator]
+        failed = services.job_fail(job_id=job.pk, worker_id="w:1", reason="生成に失敗しました", text="胸部",
+                                   completion_tokens=3, prompt_tokens=50, claimed=claimed)
+    assert failed is not None and failed.model_version is claimed.model_version and failed.patient is claimed.patient
+    assert (failed.status, failed.partial_text, failed.prompt_tokens) == (JobStatus.FAILED, "胸部", 50)
+    assert [e.object_id for e in events] == [job.pk]
+
+
 def test_a_heartbeat_without_text_renews_the_lease_and_keeps_the_text(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
