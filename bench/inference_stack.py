@@ -84,6 +84,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--engine-cpus", default="",
                    help="CPUs of the engine process in both runs (\"0\", \"0-3\"); this process, the worker and "
                         "the clients then run on the others, as on a GPU host whose engine has cores of its own")
+    p.add_argument("--leave-at-once", action="store_true",
+                   help="each client disconnects as soon as it holds its final state, inside the timed round "
+                        "(default: the pages stay open until every client holds its draft, as a physician's page does)")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args()
 
@@ -378,8 +381,11 @@ def main() -> dict[str, Any]:
     client.force_login(staff)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
-    async def watch(job_id: int, since: float | None = None) -> dict[str, Any]:
-        """Follow a job's websocket to its final state; with `since`, note when the first token came."""
+    still_open: list[Any] = []  # with --leave-at-once off: the round's pages, closed after its clock stopped
+
+    async def watch(job_id: int, since: float | None = None, stay: bool = False) -> dict[str, Any]:
+        """Follow a job's websocket to its final state; with `since`, note when the first token came.
+        `stay`: the page stays open (a physician reading the draft), closed after the round."""
         ws = WebsocketCommunicator(application, f"/ws/jobs/{job_id}/",
                                    headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
         connected, _ = await ws.connect(timeout=30)
@@ -395,7 +401,10 @@ def main() -> dict[str, Any]:
                 if since is not None:
                     message["_first_token_s"] = (first or message["_at"]) - since
                     message["_final_s"] = message["_at"] - since
-                await ws.disconnect()
+                if stay:
+                    still_open.append(ws)
+                else:
+                    await ws.disconnect()
                 return message
 
     async def warm_up() -> None:
@@ -433,7 +442,11 @@ def main() -> dict[str, Any]:
             jobs = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[v.pk for v in visits])
             settings.INFERENCE_AUTO_DRAFT = False
         assert len(jobs) == N
-        return list(await asyncio.gather(*(watch(j.pk) for j in jobs)))
+        return list(await asyncio.gather(*(watch(j.pk, stay=not ARGS.leave_at_once) for j in jobs)))
+
+    async def close_pages() -> None:
+        await asyncio.gather(*(ws.disconnect() for ws in still_open))
+        still_open.clear()
 
     stack_times: list[float] = []
     engine_stack: list[dict[str, Any]] = []
@@ -480,6 +493,7 @@ def main() -> dict[str, Any]:
             started = time.perf_counter()
             finals = await run_stack(visits)
             stack_times.append(max(m["_at"] for m in finals) - started)
+            await close_pages()
             engine_stack.append(_engine_delta(stats0, await asyncio.to_thread(worker_engine_stats)))
             if worker_pid:
                 cpu_rounds.append({k: round(v - cpu0[k], 2) for k, v in _cpu(worker_pid).items()})
