@@ -48,3 +48,21 @@ def test_each_groups_messages_arrive_in_the_order_its_threads_handed_them_over()
     received = asyncio.run(run())
     for group in groups:
         assert [m["n"] for m in received[group]] == list(range(per_group))
+
+
+def test_a_message_the_layer_refuses_does_not_cost_the_others_of_its_batch_theirs() -> None:
+    if settings.EMBEDDED or "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("needs the Redis channel layer (REDIS_URL)")
+    layer = get_channel_layer()
+
+    async def run() -> list[int]:
+        channel = await layer.new_channel()
+        await layer.group_add("job.990100", channel)
+        for n in range(3):  # handed over together: one batch, or a few
+            broadcast("job.990100", {"type": "job.token", "n": n})
+            broadcast("not a valid group name!", {"type": "job.token", "n": -1})
+        got = [(await asyncio.wait_for(layer.receive(channel), timeout=10))["n"] for _ in range(3)]
+        await layer.group_discard("job.990100", channel)
+        return got
+
+    assert asyncio.run(run()) == [0, 1, 2]
