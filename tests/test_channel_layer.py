@@ -22,6 +22,18 @@ def _layer(capacity: int = 100) -> RedisChannelLayer:
                              prefix=f"test-{uuid.uuid4().hex[:8]}")
 
 
+async def _nothing_for_then_close(layer: RedisChannelLayer, channel: str) -> bool:
+    """True if `channel` receives nothing within 0.3 s; then the layer's keys and pools go."""
+    try:
+        await asyncio.wait_for(layer.receive(channel), timeout=0.3)
+        nothing = False
+    except TimeoutError:
+        nothing = True
+    await layer.flush()
+    await layer.close_pools()
+    return nothing
+
+
 def test_every_member_of_a_group_gets_its_messages_in_order_and_others_get_none() -> None:
     async def run() -> tuple[list[int], list[int], bool]:
         layer = _layer()
@@ -33,13 +45,7 @@ def test_every_member_of_a_group_gets_its_messages_in_order_and_others_get_none(
             await layer.group_send("job.1", {"type": "job.token", "n": n})
         got_a = [(await layer.receive(a))["n"] for _ in range(5)]
         got_b = [(await layer.receive(b))["n"] for _ in range(5)]
-        try:
-            await asyncio.wait_for(layer.receive(outsider), timeout=0.3)
-            nothing = False
-        except TimeoutError:
-            nothing = True
-        await layer.flush()
-        await layer.close_pools()
+        nothing = await _nothing_for_then_close(layer, outsider)
         return got_a, got_b, nothing
 
     got_a, got_b, nothing = asyncio.run(run())
@@ -77,13 +83,7 @@ def test_many_group_sends_in_one_batch_reach_each_member_in_the_order_given() ->
         sends = [("job.1", 9), ("job.2", 9), ("job.1", 1), ("worklist.9", -1), ("job.2", 1), ("job.1", 0)]
         await layer.group_send_many([(group, {"type": "job.token", "n": n}) for group, n in sends])
         got = [[(await layer.receive(c))["n"] for _ in range(count)] for c, count in ((a1, 3), (a2, 3), (b, 2))]
-        try:
-            await asyncio.wait_for(layer.receive(outsider), timeout=0.3)
-            nothing = False
-        except TimeoutError:
-            nothing = True
-        await layer.flush()
-        await layer.close_pools()
+        nothing = await _nothing_for_then_close(layer, outsider)
         return got[0], got[1], got[2], nothing
 
     got_a1, got_a2, got_b, nothing = asyncio.run(run())
