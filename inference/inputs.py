@@ -69,6 +69,14 @@ def prepare(job: InferenceJob) -> PreparedInput:
     return _for_study(job, mv, job.study)
 
 
+def _patient_of(job: InferenceJob, target: CheckupVisit | Study) -> Any:
+    """The visit's or study's patient: the job's own when it is the same one (the worker claimed the
+    job with it, a query saved per draft), else the target's."""
+    if target.patient_id is not None and target.patient_id == job.patient_id:
+        return job.patient
+    return target.patient
+
+
 def _request(job: InferenceJob, mv: ModelVersion, prompt: Any, structured: dict[str, Any],
              images: tuple[ImagePart, ...] = ()) -> DraftRequest:
     return DraftRequest(
@@ -130,7 +138,7 @@ def _for_visit(job: InferenceJob, mv: ModelVersion, visit: CheckupVisit) -> Prep
     judged = _reasons(screenings)
     reasons = [{"text": text, "referral": referral} for _rs, text, referral in judged]
     outcome_lines = [f"{ruleset}: {text}" for ruleset, text, _ref in judged]
-    patient = visit.patient
+    patient = _patient_of(job, visit)
     prompt = render_prompt(
         job.task, mv.prompt_version or None,
         age=age_on(patient.birth_date, visit.exam_date), sex=patient.sex, clinical_notes="なし",
@@ -148,7 +156,7 @@ def _for_study(job: InferenceJob, mv: ModelVersion, study: Study) -> PreparedInp
     from clinical.dicom.storage import ContentStore
 
     store = ContentStore()
-    patient = study.patient
+    patient = _patient_of(job, study) if study.patient_id is not None else None
     age: Any = age_on(patient.birth_date, study.study_date) if patient and study.study_date else "不明"
     sex: Any = patient.sex if patient else (study.patient_sex or "不明")
     reference: dict[str, str] = {}

@@ -93,6 +93,24 @@ def test_a_grouped_final_write_is_one_update_and_one_read_back_of_the_row(
     assert [e.object_id for e in events] == [job.pk]
 
 
+def test_a_claimed_visit_job_is_prepared_with_two_queries_and_its_own_patient(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    """What a worker's thread reads before the engine starts: the visit's observations and screening
+    results; the patient came with the claim."""
+    from clinical.judging import age_on
+    from inference.inputs import prepare
+
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+    assert claimed is not None
+    with django_assert_num_queries(2):  # type: ignore[operator]
+        prepared = prepare(claimed)
+    age = age_on(visit_a.patient.birth_date, visit_a.exam_date)
+    assert f"{age}歳" in prepared.request.prompt  # the patient's age, from the claimed patient
+    assert prepared.summary["visit"] == visit_a.pk
+
+
 def test_a_heartbeat_without_text_renews_the_lease_and_keeps_the_text(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
