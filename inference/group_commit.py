@@ -60,7 +60,10 @@ class GroupCommitter:
         """Run `fn` (database writes) in the next group and return its result once committed;
         raises what `fn` raised."""
         if connection.in_atomic_block:
-            return fn()
+            # Inline, in a savepoint: the writes take none of their own inside a group (see
+            # job_fail), and an error must undo only this call's writes in the caller's transaction.
+            with transaction.atomic():
+                return fn()
         call = _Call(fn, contextvars.copy_context())
         self._ensure_thread()
         self._calls.put(call)

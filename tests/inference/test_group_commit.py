@@ -102,6 +102,24 @@ def test_inside_the_callers_own_transaction_the_call_runs_inline_in_it() -> None
     assert committer.groups == 0
 
 
+def test_inline_a_failing_call_undoes_only_its_own_writes_in_the_callers_transaction() -> None:
+    """The final writes take no savepoint of their own (a group reruns call by call instead); run
+    inline, the call gets one, so the caller's transaction goes on after an error."""
+    from django.db import transaction
+
+    def broken() -> str:
+        with transaction.atomic(savepoint=False):  # as job_fail / job_finish write
+            audit_record(kind=EventKind.UPDATE, object_type="test.group", object_id="broken")
+            raise ValueError("the report could not be written")
+
+    committer = GroupCommitter(name="test-group-commit")
+    with transaction.atomic():
+        with pytest.raises(ValueError, match="could not be written"):
+            committer.run(broken)
+        committer.run(_write("after"))  # the caller's transaction is still usable
+    assert list(AuditEvent.objects.filter(object_type="test.group").values_list("object_id", flat=True)) == ["after"]
+
+
 def test_a_groups_audit_events_are_appended_last_each_with_its_callers_context() -> None:
     committer = GroupCommitter(name="test-group-commit")
 
