@@ -50,20 +50,22 @@ class RedisChannelLayer(_StockLayer):
         back (bench/inference_stack.py: engine's last step → last client)."""
         for group, _message in sends:
             assert self.require_valid_group_name(group), "Group name not valid"
-        members: list[list[str]] = [[] for _ in sends]
-        by_connection: dict[int, list[int]] = {}
-        for position, (group, _message) in enumerate(sends):
-            by_connection.setdefault(self.consistent_hash(group), []).append(position)
+        # Each group's members read once, however many of the batch's messages go to it (a batch
+        # of final states holds one worklist message per draft, all to one facility's group).
+        members: dict[str, list[str]] = {}
+        by_connection: dict[int, list[str]] = {}
+        for group in dict.fromkeys(group for group, _message in sends):
+            by_connection.setdefault(self.consistent_hash(group), []).append(group)
         cutoff = int(time.time()) - self.group_expiry
-        for index, positions in by_connection.items():
+        for index, groups in by_connection.items():
             pipe = self.connection(index).pipeline(transaction=False)
-            for position in positions:
-                key = self._group_key(sends[position][0])
+            for group in groups:
+                key = self._group_key(group)
                 pipe.zremrangebyscore(key, min=0, max=cutoff)
                 pipe.zrange(key, 0, -1)
             replies = await pipe.execute()
-            for n, position in enumerate(positions):
-                members[position] = [member.decode("utf8") for member in replies[2 * n + 1]]
+            for n, group in enumerate(groups):
+                members[group] = [member.decode("utf8") for member in replies[2 * n + 1]]
         pipes: dict[int, Any] = {}
         scripts: dict[int, list[tuple[int, str, int]]] = {}  # per pipe: (reply index, group, members)
         started = time.time()
@@ -71,7 +73,7 @@ class RedisChannelLayer(_StockLayer):
             # A member's queue is a sorted set scored by the time of sending; messages of one score
             # come out in the order of their bytes. Each message of the batch gets its own, later time.
             now = started + position * 1e-6
-            channel_names = members[position]
+            channel_names = members[group]
             if not channel_names:
                 continue  # a group nobody watches: one round trip, shared
             keys_by_connection, message_by_key, capacity_by_key = self._map_channel_keys_to_connection(

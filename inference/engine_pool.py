@@ -116,11 +116,13 @@ def engines_stats() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, engine in engines:
         stats = getattr(engine, "stats", None)
-        if callable(stats):
-            try:
-                out[f"model_version={key[0]} engine={key[1]}"] = dict(stats())
-            except Exception as exc:  # a dead engine process: the answer says so, the caller goes on
-                out[f"model_version={key[0]} engine={key[1]}"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if not callable(stats):
+            continue
+        name = f"model_version={key[0]} engine={key[1]}"
+        try:
+            out[name] = dict(stats())
+        except Exception as exc:  # a dead engine process: the answer says so, the caller goes on
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 

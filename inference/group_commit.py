@@ -101,7 +101,6 @@ class GroupCommitter:
             self._alone(group[0])
             return
         outcomes: list[tuple[_Call, Any]] = []
-        again: list[_Call] = []
         try:
             with transaction.atomic():
                 events: list[AuditEntry] = []
@@ -114,14 +113,13 @@ class GroupCommitter:
             log.warning("a group of %d final writes did not commit; each runs again alone", len(group),
                         exc_info=True)
             close_old_connections()
-            outcomes, again = [], group
-        if outcomes:
-            self.groups += 1
-            self.grouped_calls += len(outcomes)
+            for call in group:
+                self._alone(call)
+            return
+        self.groups += 1
+        self.grouped_calls += len(outcomes)
         for call, result in outcomes:
             call.future.set_result(result)
-        for call in again:
-            self._alone(call)
 
     @staticmethod
     def _alone(call: _Call) -> None:
