@@ -120,15 +120,31 @@ function showMeasurements(data) {
   document.getElementById('ecg-summary').textContent = data.summary_ja;
 }
 
+// The instance shown or being loaded. Opening is asked for twice on an ECG-only study (this
+// module opens it, and the image viewer clicks the first series button): the second ask must not
+// blank a trace already drawn, and a slow older answer must never overwrite a newer choice.
+let current = null;
+
 async function openEcg(instanceId) {
   const container = document.getElementById('ecg');
   document.getElementById('image-pane').hidden = true;
   document.getElementById('ecg-pane').hidden = false;
+  if (current === instanceId) return;
+  current = instanceId;
+  delete container.dataset.rendered;
   container.textContent = '読み込み中…';
-  const response = await fetch(`/dicom/instances/${instanceId}/ecg.json`, { credentials: 'same-origin' });
-  const data = await response.json();
-  if (!response.ok) {
-    container.textContent = `心電図を表示できません: ${data.detail ?? response.status}`;
+  let response;
+  let data;
+  try {
+    response = await fetch(`/dicom/instances/${instanceId}/ecg.json`, { credentials: 'same-origin' });
+    data = await response.json();
+  } catch (error) {
+    data = { detail: String(error) };
+  }
+  if (current !== instanceId) return; // another ECG was chosen meanwhile
+  if (!response?.ok) {
+    current = null; // let the user try again
+    container.textContent = `心電図を表示できません: ${data.detail ?? response?.status}`;
     return;
   }
   drawEcg(container, data);

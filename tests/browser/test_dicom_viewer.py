@@ -107,6 +107,19 @@ def test_the_ecg_is_drawn_with_twelve_leads_and_reference_measurements(
     page.screenshot(path=str(ARTIFACTS / "ecg_viewer.png"), full_page=True)
 
 
+def test_opening_the_shown_ecg_again_keeps_its_trace(page: Any, live_server: Any, personas: Personas) -> None:
+    """An ECG-only study is opened twice (ecg.js opens it and the image viewer clicks the first
+    series button, in whichever order the two scripts load): the second ask once blanked the drawn
+    trace while the page still said it was rendered (CI caught it with no leads on the page)."""
+    instances_ingest(items=[sample("waveform_ecg.dcm")], facility=personas.facility_a, source="stow", actor=None)
+    _logged_in(page, live_server, personas.physician_a)
+    page.goto(f"{live_server.url}/dicom/studies/{Study.objects.get().pk}/")
+    page.wait_for_selector("#ecg[data-rendered=true]", timeout=60_000)
+    page.locator("button.series").first.click()
+    assert page.locator("#ecg svg path.lead").count() == 13
+    assert page.locator("#ecg[data-rendered=true]").count() == 1
+
+
 @pytest.mark.parametrize("name", ["JPEG2000.dcm", "JPEG-lossy.dcm", "MR_small_RLE.dcm"])
 def test_compressed_images_are_decoded_in_the_browser(
     page: Any, live_server: Any, personas: Personas, name: str
