@@ -74,23 +74,63 @@ def test_a_draft_that_fails_its_parse_before_any_progress_write_keeps_what_the_m
     assert (job.prompt_tokens, job.completion_tokens, job.partial_text) == (321, 12, "所見なし（JSONではない）")
 
 
-def test_a_grouped_final_write_is_one_update_and_one_read_back_of_the_row(
+def test_a_grouped_final_write_is_one_statement_that_returns_the_row(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
 ) -> None:
     """Inside a group's transaction (its audit events deferred to the group's end) a job's final
-    write takes no savepoint and reads the row back without joining what the worker already has."""
+    write takes no savepoint, and its update returns the row (UPDATE … RETURNING) without joining
+    what the worker already has."""
     from audit.services import AuditEntry, audit_deferred
 
     job = services.job_create(actor=personas.physician_a, visit=visit_a)
     claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
     assert claimed is not None
     events: list[AuditEntry] = []
-    with audit_deferred(events), django_assert_num_queries(2):  # type: ignore[operator]
+    with audit_deferred(events), django_assert_num_queries(1):  # type: ignore[operator]
         failed = services.job_fail(job_id=job.pk, worker_id="w:1", reason="生成に失敗しました", text="胸部",
                                    completion_tokens=3, prompt_tokens=50, claimed=claimed)
     assert failed is not None and failed.model_version is claimed.model_version and failed.patient is claimed.patient
     assert (failed.status, failed.partial_text, failed.prompt_tokens) == (JobStatus.FAILED, "胸部", 50)
     assert [e.object_id for e in events] == [job.pk]
+
+
+def test_a_claim_is_one_statement_and_returns_the_row_with_its_links(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    """The claim's conditional update returns the row it left with the model version, visit and
+    patient the worker needs (a visit job's empty study comes back as None); a second claim of the
+    same job gets nothing."""
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    before = timezone.now()
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+    assert claimed is not None
+    with django_assert_num_queries(0):  # type: ignore[operator]
+        links = (claimed.model_version, claimed.visit, claimed.study, claimed.patient)
+    assert links == (template_model, visit_a, None, visit_a.patient)
+    assert claimed.visit is not None and claimed.visit.exam_date == visit_a.exam_date  # the row's own values
+    assert claimed.patient is not None and claimed.patient.birth_date == visit_a.patient.birth_date
+    assert (claimed.status, claimed.worker_id, claimed.attempts) == (JobStatus.RUNNING, "w:1", 1)
+    assert claimed.started_at is not None and claimed.started_at >= before  # a datetime, converted
+    assert isinstance(claimed.inputs, dict) and claimed.model_version.options == template_model.options  # JSON
+    job.refresh_from_db()
+    assert (job.status, job.worker_id, job.attempts, job.started_at) == (
+        JobStatus.RUNNING, "w:1", 1, claimed.started_at)
+    assert services.job_claim(job_id=job.pk, worker_id="w:2") is None
+
+
+def test_a_final_write_the_worker_no_longer_owns_writes_nothing_and_returns_none(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+    assert claimed is not None
+    assert services.job_fail(job_id=job.pk, worker_id="w:other", reason="x", claimed=claimed) is None
+    failed = services.job_fail(job_id=job.pk, reason="管理者が中止")  # no worker, no claimed instance
+    assert failed is not None and failed.status == JobStatus.FAILED
+    assert failed.model_version == template_model and failed.patient == visit_a.patient
+    job.refresh_from_db()
+    assert (job.status, job.error) == (JobStatus.FAILED, "管理者が中止")
 
 
 def test_a_claimed_visit_job_is_prepared_with_two_queries_and_its_own_patient(
