@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from audit.context import RequestContext, acting, new_request_id
 from clinical.models import ImportBatch
 from clinical.scoping import scope
+from config.consumers import JsonConsumer
 
 
-class ImportProgressConsumer(AsyncJsonWebsocketConsumer):
+class ImportProgressConsumer(JsonConsumer):
     """`ws/imports/<id>/`: the batch's state now, then every progress message. Only users who may
     import for the batch's facility may watch; anyone else is closed with 4404."""
 

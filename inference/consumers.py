@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from audit.context import RequestContext, acting, new_request_id
 from audit.kinds import EventKind
 from audit.services import audit_read_record, audit_record
+from config.consumers import JsonConsumer
 
 
 def _ctx(user: Any) -> RequestContext:
@@ -19,7 +19,7 @@ def _ctx(user: Any) -> RequestContext:
                           channel="websocket")
 
 
-class JobStreamConsumer(AsyncJsonWebsocketConsumer):
+class JobStreamConsumer(JsonConsumer):
     """Sends the job's persisted state first (status and partial text), then token deltas and state
     changes. Deltas carry their offset in the text; a delta that starts beyond what this client has
     (tokens sent before it connected, not yet persisted) makes the consumer re-read the persisted
@@ -129,7 +129,7 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
         return job_state(job) if job is not None else None
 
 
-class WorklistConsumer(AsyncJsonWebsocketConsumer):
+class WorklistConsumer(JsonConsumer):
     """Joins the worklist group of every facility where the user may sign reports."""
 
     groups_joined: list[str]

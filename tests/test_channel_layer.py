@@ -1,5 +1,6 @@
-"""Our channel layer's group send (two Redis round trips) against Redis: members get the message in
-order, a group nobody watches gets nothing, a full member's queue drops it as channels_redis does."""
+"""Our channel layer against Redis: a group send in two round trips (members get the message in
+order, a group nobody watches gets nothing, a full member's queue drops it as channels_redis does),
+and a process's waiting messages taken in one round trip, none lost to a cancelled receive."""
 
 from __future__ import annotations
 
@@ -89,3 +90,47 @@ def test_many_group_sends_in_one_batch_reach_each_member_in_the_order_given() ->
     got_a1, got_a2, got_b, nothing = asyncio.run(run())
     assert got_a1 == got_a2 == [9, 1, 0] and got_b == [9, 1]
     assert nothing
+
+
+def test_one_receive_takes_every_waiting_message_of_the_process_into_its_consumers_buffers() -> None:
+    """Token messages for many watchers of one ASGI process arrive together: the first receive
+    takes them all (one round trip), and the others are then served from the buffers, in order,
+    even with the process's Redis queue gone."""
+    async def run() -> tuple[int, list[list[int]], int]:
+        layer = _layer()
+        channels = [await layer.new_channel() for _ in range(3)]
+        for i, channel in enumerate(channels):
+            await layer.group_add(f"job.{i}", channel)
+        await layer.group_send_many([(f"job.{i}", {"type": "job.token", "n": n}) for n in range(4) for i in range(3)])
+        first = (await layer.receive(channels[0]))["n"]
+        key = layer.prefix + layer.non_local_name(channels[0])
+        waiting = await layer.connection(0).zcard(key)
+        await layer.connection(0).delete(key)  # what is still to come must already be here
+        got = [[(await layer.receive(c))["n"] for _ in range(4 if c != channels[0] else 3)] for c in channels]
+        await layer.wait_received()
+        backup = await layer.connection(0).zcard(key + "$inflight")
+        await layer.flush()
+        await layer.close_pools()
+        return waiting, [[first, *got[0]], *got[1:]], backup
+
+    waiting, got, backup = asyncio.run(run())
+    assert waiting == 0
+    assert got == [[0, 1, 2, 3]] * 3
+    assert backup == 0  # handed over: nothing left to be put back
+
+
+def test_a_receive_cancelled_while_it_waits_loses_no_message() -> None:
+    async def run() -> list[int]:
+        layer = _layer()
+        channel = await layer.new_channel()
+        await layer.group_add("job.1", channel)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), timeout=0.2)
+        for n in range(2):
+            await layer.group_send("job.1", {"type": "job.token", "n": n})
+        got = [(await asyncio.wait_for(layer.receive(channel), timeout=5))["n"] for _ in range(2)]
+        await layer.flush()
+        await layer.close_pools()
+        return got
+
+    assert asyncio.run(run()) == [0, 1]

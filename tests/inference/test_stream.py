@@ -96,6 +96,37 @@ def test_it_streams_the_draft_token_by_token_to_a_watcher(
     assert AuditEvent.objects.filter(kind="phi_read", object_id=str(job.pk), channel="websocket").exists()
 
 
+def test_a_token_reaches_the_watcher_without_a_hop_to_a_database_thread(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Channels' own dispatch closes stale database connections in a thread before every message;
+    our consumers touch the database only in `database_sync_to_async` calls, which do that
+    themselves (config/consumers.py), so a token costs no thread hop."""
+    import channels.consumer
+
+    hops: list[int] = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    client = login(Client(), personas.physician_a)
+
+    async def watch() -> dict[str, Any]:
+        communicator = _communicator(client, f"/ws/jobs/{job.pk}/")
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from(timeout=5)
+        await get_channel_layer().group_send(f"job.{job.pk}", token_message(job.pk, 0, "胸部", 1, 1))
+        token = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return token
+
+    token = asyncio.run(watch())
+    assert (token["type"], token["text"]) == ("job.token", "胸部")
+    assert hops == []
+
+
 def test_it_gives_a_reconnecting_client_the_persisted_text_first_and_fills_any_hole(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
