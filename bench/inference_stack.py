@@ -84,6 +84,10 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--engine-cpus", default="",
                    help="CPUs of the engine process in both runs (\"0\", \"0-3\"); this process, the worker and "
                         "the clients then run on the others, as on a GPU host whose engine has cores of its own")
+    p.add_argument("--pin-services", action="store_true",
+                   help="with --engine-cpus: PostgreSQL and Redis (already running, every process and thread) "
+                        "also on the other CPUs for the run, their CPUs given back at exit (needs the right to "
+                        "change them: root or their owner)")
     p.add_argument("--leave-at-once", action="store_true",
                    help="each client disconnects as soon as it holds its final state, inside the timed round "
                         "(default: the pages stay open until every client holds its draft, as a physician's page does)")
@@ -101,6 +105,32 @@ if ENGINE_CPUS:
         sys.exit(f"--engine-cpus {ARGS.engine_cpus}: needs CPUs of this machine and leaves none for the rest "
                  f"(this machine: {sorted(os.sched_getaffinity(0))})")
     os.sched_setaffinity(0, _others)
+PINNED_SERVICES: list[str] = []
+if ARGS.pin_services:
+    if not ENGINE_CPUS:
+        sys.exit("--pin-services needs --engine-cpus")
+    import atexit
+
+    import psutil
+
+    _given_back: list[tuple[int, set[int]]] = []
+    for _proc in psutil.process_iter(["name"]):
+        if (_proc.info["name"] or "").startswith(("postgres", "redis-server")):
+            try:
+                for _thread in _proc.threads():  # Redis's I/O threads too; new PostgreSQL backends inherit
+                    _given_back.append((_thread.id, os.sched_getaffinity(_thread.id)))
+                    os.sched_setaffinity(_thread.id, _others)
+                PINNED_SERVICES.append(f"{_proc.info['name']}:{_proc.pid}")
+            except (OSError, psutil.Error) as _exc:
+                sys.exit(f"--pin-services: cannot move {_proc.info['name']} ({_proc.pid}): {_exc}")
+
+    @atexit.register
+    def _give_back_services() -> None:
+        for tid, cpus in _given_back:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass  # gone meanwhile (a backend that ended)
 N = ARGS.n
 NEW_TOKENS = ARGS.new_tokens
 ONE_BY_ONE = ARGS.one_by_one
@@ -303,6 +333,7 @@ def main() -> dict[str, Any]:
         options["cpus"] = ARGS.engine_cpus
     figures["engine_cpus"] = sorted(ENGINE_CPUS) if ENGINE_CPUS else "shared"
     figures["other_cpus"] = sorted(os.sched_getaffinity(0))
+    figures["pinned_services"] = PINNED_SERVICES
     if ARGS.compile:
         options.update(compile=True, compile_shapes=ARGS.compile_shapes)
 
@@ -578,7 +609,9 @@ def main() -> dict[str, Any]:
 
     print(f"engine: {what}, {N} concurrent drafts, max_new_tokens={NEW_TOKENS}, prompt {prompt} tokens")
     print("CPUs: " + (f"engine process {figures['engine_cpus']}, everything else {figures['other_cpus']}"
-                      if ENGINE_CPUS else f"shared by every process ({figures['other_cpus']})"))
+                      if ENGINE_CPUS else f"shared by every process ({figures['other_cpus']})")
+          + (f"; PostgreSQL and Redis there too ({len(PINNED_SERVICES)} processes)" if PINNED_SERVICES
+             else "; PostgreSQL and Redis where the system runs them" if ENGINE_CPUS else ""))
     if cpu:
         print("CPU seconds during a stack run (median of rounds): "
               + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
