@@ -98,8 +98,13 @@ class RedisChannelLayer(_StockLayer):
         except BaseException:
             self.receive_clean_locks.release(channel_key)
             raise
-        for content in contents:
-            message = self.deserialize(content)
+        messages = []
+        for content in contents:  # all decoded before any is handed over: a bad one costs only itself
+            try:
+                messages.append(self.deserialize(content))
+            except Exception:
+                log.exception("a channel-layer message could not be decoded and was dropped")
+        for message in messages:
             # One queued copy of a group message names every member of this process (a list).
             targets = message.pop("__asgi_channel__", channel)
             for target in targets if isinstance(targets, list) else [targets]:

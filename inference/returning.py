@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, TypeVar, cast
 
-from django.db import connections
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, router
 from django.db.models import Field, ForeignKey, Model, QuerySet
 from django.db.models.expressions import Col
 from django.db.models.sql.subqueries import UpdateQuery
@@ -27,27 +28,46 @@ M = TypeVar("M", bound=Model)
 def update_returning(qs: QuerySet[M], values: dict[str, Any], *, related: Sequence[str] = ()) -> list[M]:
     """Update the rows of `qs` with `values` (as `qs.update(**values)` would) and return them as
     they are now, each with the foreign keys named in `related` loaded (None where the link is
-    empty). Only filters on the model's own columns: a filter across a relation would need the
-    update compiler's rewrite into a subquery, which this does not do."""
+    empty). Only filters on the model's own columns (a foreign key's id included): a filter across
+    a relation would need the update compiler's rewrite into a subquery, which this does not do.
+
+    PostgreSQL: one statement. Elsewhere (SQLite, the embedded demo, which cannot put an UPDATE in
+    a WITH): the UPDATE … RETURNING the row, then each relation read by id."""
+    if qs.query.is_sliced:
+        raise TypeError("Cannot update a query once a slice has been taken.")
+    if not values:
+        raise ValueError("update_returning needs values to set")
     model = qs.model
-    db = qs.db
+    # The database a write goes to (as QuerySet.update: `qs.db` would name the one reads go to).
+    db = qs._db or router.db_for_write(model)  # type: ignore[attr-defined]
     connection = connections[db]
     query = cast(UpdateQuery, qs.query.chain(UpdateQuery))
     query.add_update_values(values)
-    compiler = query.get_compiler(db)
-    if any(alias != model._meta.db_table for alias in query.alias_map):
+    # As the update compiler decides whether it must rewrite the filter into a subquery
+    # (SQLUpdateCompiler.pre_sql_setup): joins Django trimmed away (a filter on visit=…) do not count.
+    query.get_initial_alias()
+    if query.count_active_tables() != 1 or query.related_updates:
         raise ValueError("update_returning filters on the model's own columns only")
-    update_sql, params = compiler.as_sql()
-    select_sql, parts, expressions = _select(model, tuple(related))
+    compiler = query.get_compiler(db)
+    try:
+        update_sql, params = compiler.as_sql()
+    except EmptyResultSet:  # a filter that matches nothing by construction (pk__in=[])
+        return []
+    postgres = connection.vendor == "postgresql"
+    select_sql, parts, expressions = _select(model, tuple(related) if postgres else ())
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH u AS ({update_sql} RETURNING *) {select_sql}", params)
+        if postgres:
+            cursor.execute(f"WITH u AS ({update_sql} RETURNING *) {select_sql}", params)
+        else:
+            columns = ", ".join(_quote(f.column) for f in parts[0][1])
+            cursor.execute(f"{update_sql} RETURNING {columns}", params)
         rows = cursor.fetchall()
     converters = compiler.get_converters(expressions)
     objects: list[M] = []
     for row in compiler.apply_converters(rows, converters) if converters else map(list, rows):
         start = len(parts[0][1])
         obj = model.from_db(db, [f.attname for f in parts[0][1]], row[:start])
-        for name, (_, fields) in zip(related, parts[1:], strict=True):
+        for name, (_, fields) in zip(related, parts[1:], strict=False):
             values_ = row[start : start + len(fields)]
             start += len(fields)
             link = _foreign_key(model, name)
@@ -57,7 +77,25 @@ def update_returning(qs: QuerySet[M], values: dict[str, Any], *, related: Sequen
                 target = target_model.from_db(db, [f.attname for f in fields], values_)
             link.set_cached_value(obj, target)
         objects.append(obj)
+    if not postgres:
+        for name in related:
+            _load_related(objects, name, db)
     return objects
+
+
+def _load_related(objects: Sequence[Model], name: str, db: str) -> None:
+    link = _foreign_key(type(objects[0]), name) if objects else None
+    if link is None:
+        return
+    target_model = cast("type[Model]", link.related_model)
+    ids = {getattr(obj, link.attname) for obj in objects} - {None}
+    found = target_model._default_manager.using(db).in_bulk(list(ids)) if ids else {}
+    for obj in objects:
+        link.set_cached_value(obj, found.get(getattr(obj, link.attname)))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @cache
@@ -66,9 +104,6 @@ def _select(model: type[Model], related: tuple[str, ...]) -> tuple[
     """The SELECT over the updated rows `u`, each related table left-joined under its own alias;
     the fields of each part in the order of its columns; a column expression per selected column
     (for the fields' converters: built once, a claim selects about a hundred)."""
-    def quote(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
     def fields_of(m: type[Model]) -> list[Field[Any, Any]]:
         # In the model's own order: `Model.from_db` passes a full row to the constructor by position.
         return list(m._meta.concrete_fields)
@@ -79,10 +114,10 @@ def _select(model: type[Model], related: tuple[str, ...]) -> tuple[
         link = _foreign_key(model, name)
         target = cast("type[Model]", link.related_model)
         alias = f"r{i}"
-        joins.append(f"LEFT JOIN {quote(target._meta.db_table)} {alias} "
-                     f"ON {alias}.{quote(link.target_field.column)} = u.{quote(link.column)}")
+        joins.append(f"LEFT JOIN {_quote(target._meta.db_table)} {alias} "
+                     f"ON {alias}.{_quote(link.target_field.column)} = u.{_quote(link.column)}")
         parts.append((alias, fields_of(target)))
-    columns = ", ".join(f"{alias}.{quote(f.column)}" for alias, fields in parts for f in fields)
+    columns = ", ".join(f"{alias}.{_quote(f.column)}" for alias, fields in parts for f in fields)
     expressions = [field.get_col(alias) for alias, fields in parts for field in fields]
     return f"SELECT {columns} FROM u {' '.join(joins)}", parts, expressions  # noqa: S608 (names from the models)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 
 import pytest
@@ -134,3 +135,23 @@ def test_a_receive_cancelled_while_it_waits_loses_no_message() -> None:
         return got
 
     assert asyncio.run(run()) == [0, 1]
+
+
+def test_a_message_that_cannot_be_decoded_is_dropped_alone(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> list[int]:
+        layer = _layer()
+        a, b = [await layer.new_channel() for _ in range(2)]
+        await layer.group_add("job.1", a)
+        await layer.group_add("job.2", b)
+        await layer.group_send("job.1", {"type": "job.token", "n": 0})
+        key = layer.prefix + layer.non_local_name(a)
+        await layer.connection(0).zadd(key, {b"\x00not a message": time.time()})  # between the two
+        await layer.group_send("job.2", {"type": "job.token", "n": 1})
+        got = [(await asyncio.wait_for(layer.receive(c), timeout=5))["n"] for c in (a, b)]
+        await layer.flush()
+        await layer.close_pools()
+        return got
+
+    with caplog.at_level(logging.ERROR, logger="channels_redis.core"):
+        assert asyncio.run(run()) == [0, 1]
+    assert "could not be decoded" in caplog.text

@@ -32,6 +32,24 @@ def test_only_the_rows_the_filter_matches_are_updated_and_returned_with_expressi
 
 def test_nothing_matched_returns_an_empty_list(template_model: ModelVersion) -> None:
     assert update_returning(InferenceJob.objects.filter(pk=-1), {"error": "x"}) == []
+    assert update_returning(InferenceJob.objects.filter(pk__in=[]), {"error": "x"}) == []
+
+
+def test_a_filter_on_a_foreign_keys_own_column_is_allowed(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """`visit=…` compares the job's own visit_id (Django trims the join): no subquery needed."""
+    job = services.job_create(actor=personas.physician_a, visit=visit_a)
+    services.job_create(actor=personas.physician_a, visit=make_visit(personas.facility_a, mrn="P2"))
+    [row] = update_returning(InferenceJob.objects.filter(visit=visit_a), {"error": "理由"}, related=("patient",))
+    assert row.pk == job.pk and row.patient == visit_a.patient
+
+
+def test_a_sliced_queryset_or_nothing_to_set_is_refused(template_model: ModelVersion) -> None:
+    with pytest.raises(TypeError, match="slice"):
+        update_returning(InferenceJob.objects.all()[:1], {"error": "x"})
+    with pytest.raises(ValueError, match="values"):
+        update_returning(InferenceJob.objects.all(), {})
 
 
 def test_a_filter_across_a_relation_is_refused_not_silently_misapplied(

@@ -1,0 +1,35 @@
+"""The embedded demo (`make run`: SQLite, in-memory broker) drafts through the same claim and final
+write as a GPU worker on PostgreSQL: the README's first command must keep producing drafts."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_embedded_demo_drafts_flagged_visits_on_sqlite(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env["MEDLMM_VAR_DIR"] = str(tmp_path)
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    for command in (("migrate", "-v0"), ("seed_demo",), ("seed_models", "--drafts", "1")):
+        done = manage(*command)
+        assert done.returncode == 0, done.stderr[-3000:]
+    db = sqlite3.connect(tmp_path / "medlmm.sqlite3")
+    jobs = db.execute("SELECT status, worker_id, attempts, error FROM inference_inferencejob").fetchall()
+    revisions = db.execute("SELECT count(*) FROM reports_reportrevision").fetchone()[0]
+    db.close()
+    assert jobs, "no demo drafts"
+    assert all(status == "succeeded" and worker and attempts == 1 for status, worker, attempts, _e in jobs), jobs
+    assert revisions >= len(jobs)
