@@ -272,6 +272,8 @@ def jobs_progress(*, progress: Mapping[int, JobProgress]) -> set[int]:
     order, would be a deadlock."""
     if not progress:
         return set()
+    if connection.vendor != "postgresql":
+        return _jobs_progress_each(progress)
     table = connection.ops.quote_name(InferenceJob._meta.db_table)
     rows = ", ".join(["(%s::bigint, %s::text, %s::text, %s::integer, %s::integer, %s::timestamptz)"] * len(progress))
     params: list[Any] = []
@@ -292,6 +294,24 @@ def jobs_progress(*, progress: Mapping[int, JobProgress]) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, lease, JobStatus.RUNNING])  # placeholders in the statement's order
         return {row[0] for row in cursor.fetchall()}
+
+
+def _jobs_progress_each(progress: Mapping[int, JobProgress]) -> set[int]:
+    """`jobs_progress` a statement per job, for the embedded demo's SQLite (no UPDATE … FROM VALUES
+    with casts, no row locks to skip: it runs one writer at a time)."""
+    lease = timezone.now() + timedelta(seconds=conf.lease_s())
+    lost: set[int] = set()
+    for job_id, p in sorted(progress.items()):
+        fields: dict[str, Any] = {"lease_expires_at": lease, **_first_token(p.first_token_at)}
+        if p.partial_text is not None:
+            fields["partial_text"] = p.partial_text
+        if p.completion_tokens is not None:
+            fields["completion_tokens"] = p.completion_tokens
+        if p.prompt_tokens is not None:
+            fields["prompt_tokens"] = p.prompt_tokens
+        if not InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=p.worker_id).update(**fields):
+            lost.add(job_id)
+    return lost
 
 
 def _first_token(at: datetime | None) -> dict[str, Any]:

@@ -45,6 +45,33 @@ def test_one_statement_writes_every_running_jobs_text_and_names_the_jobs_no_long
     assert rows[jobs[3].pk].partial_text == ""
 
 
+def test_the_embedded_demos_statement_per_job_writes_the_same_and_names_the_same_jobs(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """SQLite (make run) writes progress a statement per job (`_jobs_progress_each`): same texts,
+    same first-token rule, same lost jobs as the PostgreSQL statement."""
+    jobs = [services.job_create(actor=personas.physician_a, visit=v)
+            for v in (visit_a, make_visit(personas.facility_a, mrn="P1"), make_visit(personas.facility_a, mrn="P2"))]
+    for job in jobs:
+        assert services.job_claim(job_id=job.pk, worker_id="w:1")
+    services.job_cancel(job=jobs[2], actor=personas.physician_a)
+    first = timezone.now() - dt.timedelta(seconds=3)
+    lost = services._jobs_progress_each({
+        jobs[0].pk: services.JobProgress("w:1", "所見", 2, 90, first_token_at=first),
+        jobs[1].pk: services.JobProgress("w:1"),  # a heartbeat: lease only
+        jobs[2].pk: services.JobProgress("w:1", "x", 1, 90),
+        -1: services.JobProgress("w:1", "x", 1, 90),  # deleted
+    })
+    assert lost == {jobs[2].pk, -1}
+    services._jobs_progress_each({jobs[0].pk: services.JobProgress("w:1", "所見あり", 4, 90,
+                                                                   first_token_at=timezone.now())})
+    rows = {j.pk: j for j in InferenceJob.objects.filter(pk__in=[j.pk for j in jobs])}
+    assert (rows[jobs[0].pk].partial_text, rows[jobs[0].pk].completion_tokens) == ("所見あり", 4)
+    assert rows[jobs[0].pk].first_token_at == first  # the first one stays
+    assert rows[jobs[1].pk].partial_text == "" and rows[jobs[1].pk].lease_expires_at > timezone.now()  # type: ignore[operator]
+    assert rows[jobs[2].pk].partial_text == ""
+
+
 def test_a_later_write_keeps_the_time_of_the_first_token(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
 ) -> None:
