@@ -38,6 +38,8 @@ def update_returning(qs: QuerySet[M], values: dict[str, Any], *, related: Sequen
     if not values:
         raise ValueError("update_returning needs values to set")
     model = qs.model
+    for name in related:  # a wrong name is refused before anything is written, on every database
+        _foreign_key(model, name)
     # The database a write goes to (as QuerySet.update: `qs.db` would name the one reads go to).
     db = qs._db or router.db_for_write(model)  # type: ignore[attr-defined]
     connection = connections[db]

@@ -61,6 +61,10 @@ def test_a_filter_across_a_relation_is_refused_not_silently_misapplied(
     assert not InferenceJob.objects.filter(error="x").exists()
 
 
-def test_a_name_that_is_not_a_foreign_key_is_refused(template_model: ModelVersion) -> None:
+def test_a_name_that_is_not_a_foreign_key_is_refused_before_anything_is_written(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    services.job_create(actor=personas.physician_a, visit=visit_a)
     with pytest.raises(ValueError, match="not a foreign key"):
-        update_returning(InferenceJob.objects.filter(pk=-1), {"error": "x"}, related=("task",))
+        update_returning(InferenceJob.objects.all(), {"error": "x"}, related=("task",))
+    assert not InferenceJob.objects.filter(error="x").exists()
