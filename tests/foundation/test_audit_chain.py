@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,7 @@ from audit.kinds import EventKind
 from audit.models import AppendOnlyError, AuditEvent
 from audit.services import AuditEntry, audit_record, audit_record_many
 from audit.verify import verify_chain
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.embedded import embedded_manage
 
 
 def _three_events() -> list[AuditEvent]:
@@ -124,13 +120,7 @@ def test_it_detects_two_rows_whose_contents_were_swapped() -> None:
 @pytest.mark.slow
 def test_audit_verify_on_sqlite_detects_an_edited_row(tmp_path: Path) -> None:
     """Embedded mode has no trigger: tampering must still be found, by the command, end to end."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env["MEDLMM_VAR_DIR"] = str(tmp_path)
-
-    def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
-
+    manage = embedded_manage(tmp_path, timeout=120)
     assert manage("migrate", "-v0").returncode == 0
     assert manage("seed_demo").returncode == 0
     ok = manage("audit_verify")

@@ -4,26 +4,17 @@ producing drafts."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.embedded import embedded_manage
 
 
 @pytest.mark.slow
 def test_the_embedded_demo_drafts_flagged_visits_on_sqlite(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env["MEDLMM_VAR_DIR"] = str(tmp_path)
-
-    def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
-
+    manage = embedded_manage(tmp_path)
     for command in (("migrate", "-v0"), ("seed_demo",), ("seed_models",)):
         done = manage(*command)
         assert done.returncode == 0, done.stderr[-3000:]
