@@ -22,13 +22,14 @@ test cases) the call runs inline: another thread's connection could not see the 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.db import close_old_connections, connection, transaction
 
@@ -37,14 +38,32 @@ from inference.db import release_connection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741  (an item of a batched write)
+R = TypeVar("R")
 MAX_GROUP = 16  # a group holds its jobs' rows until it commits; its callers wait for the last of them
+
+
+@dataclass(frozen=True)
+class _Batched(Generic[I, R]):
+    write_many: Callable[[list[I]], list[R]]  # one result per item, in order
+    item: I
+    then: Callable[[R], Any]
 
 
 @dataclass
 class _Call:
-    fn: Callable[[], Any]
+    fn: Callable[[], Any] | None
     context: contextvars.Context
+    batched: _Batched[Any, Any] | None = None
     future: Future[Any] = field(default_factory=Future)
+
+    def run_alone(self) -> Any:
+        """This call's writes by themselves (the caller's transaction: a group's, or its own)."""
+        if self.batched is not None:
+            result = self.batched.write_many([self.batched.item])[0]
+            return self.context.run(self.batched.then, result)
+        assert self.fn is not None
+        return self.context.run(self.fn)
 
 
 class GroupCommitter:
@@ -59,16 +78,23 @@ class GroupCommitter:
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` (database writes) in the next group and return its result once committed;
         raises what `fn` raised."""
+        return self._submit(_Call(fn, contextvars.copy_context()))
+
+    def run_batched(self, write_many: Callable[[list[I]], list[R]], item: I, then: Callable[[R], T]) -> T:
+        """`write_many([item])` and then `then(its result)`, in the next group, `item` written
+        together with the items of the group's other calls with the same `write_many`; returns what
+        `then` returned once committed, or raises what either raised."""
+        return self._submit(_Call(None, contextvars.copy_context(), _Batched(write_many, item, then)))
+
+    def _submit(self, call: _Call) -> Any:
         if connection.in_atomic_block:
             # Inline, in a savepoint: the writes take none of their own inside a group (see
             # job_fail), and an error must undo only this call's writes in the caller's transaction.
             with transaction.atomic():
-                return fn()
-        call = _Call(fn, contextvars.copy_context())
+                return call.run_alone()
         self._ensure_thread()
         self._calls.put(call)
-        result: T = call.future.result()
-        return result
+        return call.future.result()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -104,8 +130,14 @@ class GroupCommitter:
         try:
             with transaction.atomic():
                 events: list[AuditEntry] = []
+                written = _write_batches(group)
                 for call in group:
-                    outcomes.append((call, call.context.run(_deferring_audit, call.fn, events)))
+                    if call.batched is not None:
+                        then = functools.partial(call.batched.then, written[id(call)])
+                        outcomes.append((call, call.context.run(_deferring_audit, then, events)))
+                    else:
+                        assert call.fn is not None
+                        outcomes.append((call, call.context.run(_deferring_audit, call.fn, events)))
                 # The audit chain's head is locked last, once, after every row of the group (see
                 # audit_deferred: no deadlock with a transaction that holds a row and waits for it).
                 audit_record_many(events)
@@ -125,11 +157,27 @@ class GroupCommitter:
     def _alone(call: _Call) -> None:
         try:
             with transaction.atomic():  # all of the call's writes or none, as in a group
-                result = call.context.run(call.fn)
+                result = call.run_alone()
         except Exception as exc:
             call.future.set_exception(exc)
         else:
             call.future.set_result(result)
+
+
+def _write_batches(group: list[_Call]) -> dict[int, Any]:
+    """The result of each batched call of `group` (by the call's id), each `write_many` called once
+    with its calls' items in the group's order."""
+    by_writer: dict[Any, list[_Call]] = {}
+    for call in group:
+        if call.batched is not None:
+            by_writer.setdefault(call.batched.write_many, []).append(call)
+    written: dict[int, Any] = {}
+    for write_many, calls in by_writer.items():
+        results = write_many([c.batched.item for c in calls if c.batched is not None])
+        if len(results) != len(calls):
+            raise RuntimeError(f"{write_many!r} returned {len(results)} results for {len(calls)} items")
+        written.update((id(c), r) for c, r in zip(calls, results, strict=True))
+    return written
 
 
 def _deferring_audit(fn: Callable[[], T], into: list[AuditEntry]) -> T:

@@ -33,10 +33,11 @@ from inference import conf, engine_pool, services
 from inference.broadcasting import broadcast
 from inference.db import release_connection
 from inference.events import job_group, token_message
+from inference.finals import finals_write
 from inference.group_commit import final_writes
 from inference.inputs import InputError, prepare
 from inference.models import InferenceJob
-from ml.protocol import Engine, EngineError, EngineEvent, Failed, Finished, Started, Token
+from ml.protocol import Engine, EngineError, EngineEvent, Failed, Started, Token
 
 log = logging.getLogger(__name__)
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -252,25 +253,23 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
     if held.lost:
         return "lost"
     stream.send(time.monotonic())
-    # The final writes of the jobs that end together share one transaction (group_commit).
+    # The final writes of the jobs that end together share one transaction and their rows one
+    # statement (group_commit, finals); the draft is parsed here, before the group's rows are locked.
     if isinstance(result, Failed):
-        reason = f"生成に失敗しました: {result.reason}"
-        final_writes.run(lambda: services.job_fail(job_id=job.pk, worker_id=held.worker_id, reason=reason,
-                                                   text=stream.text, stage="engine", completion_tokens=stream.tokens,
-                                                   prompt_tokens=stream.prompt_tokens,
-                                                   first_token_at=stream.first_token_at, claimed=job))
-        return "failed"
-    assert isinstance(result, Finished)
-    ended = result
-    if ended.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
-        final_writes.run(lambda: services.job_fail(
-            job_id=job.pk, worker_id=held.worker_id, text=ended.text, stage="timeout",
-            completion_tokens=ended.completion_tokens, prompt_tokens=ended.prompt_tokens or stream.prompt_tokens,
+        plan = services.job_fail_plan(
+            job_id=job.pk, worker_id=held.worker_id, reason=f"生成に失敗しました: {result.reason}", text=stream.text,
+            stage="engine", completion_tokens=stream.tokens, prompt_tokens=stream.prompt_tokens,
+            first_token_at=stream.first_token_at, claimed=job)
+    elif result.finish_reason == "cancelled":  # not by a user (that sets held.lost): our own time limit
+        plan = services.job_fail_plan(
+            job_id=job.pk, worker_id=held.worker_id, text=result.text, stage="timeout",
+            completion_tokens=result.completion_tokens, prompt_tokens=result.prompt_tokens or stream.prompt_tokens,
             first_token_at=stream.first_token_at, claimed=job,
-            reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました"))
-        return "failed"
-    done = final_writes.run(lambda: services.job_finish(
-        job_id=job.pk, worker_id=held.worker_id, text=ended.text,
-        prompt_tokens=ended.prompt_tokens or stream.prompt_tokens, completion_tokens=ended.completion_tokens,
-        finish_reason=ended.finish_reason, prepared=prepared, first_token_at=stream.first_token_at, claimed=job))
+            reason=f"制限時間（{conf.job_timeout_s():.0f} 秒）を超えたため中止しました")
+    else:
+        plan = services.job_finish_plan(
+            job_id=job.pk, worker_id=held.worker_id, text=result.text,
+            prompt_tokens=result.prompt_tokens or stream.prompt_tokens, completion_tokens=result.completion_tokens,
+            finish_reason=result.finish_reason, prepared=prepared, first_token_at=stream.first_token_at, claimed=job)
+    done = final_writes.run_batched(finals_write, plan, plan.settle)
     return "lost" if done is None else done.status

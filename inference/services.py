@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from clinical.scoping import facility_ids_for, role_at
 from inference import conf
 from inference.broadcasting import broadcast_on_commit
 from inference.events import job_group, job_state, worklist_group, worklist_message
+from inference.finals import FinalWrite, final_commit
 from inference.models import ACTIVE, FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
 from inference.returning import update_returning
 
@@ -125,6 +126,15 @@ def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor:
             )
     except IntegrityError:  # one live job per target and model already exists
         return None
+    _announce(job, target=target, task=task, mv=mv, actor=actor, audit_later=audit_later)
+    return job
+
+
+def _announce(job: InferenceJob, *, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None,
+              audit_later: list[AuditEntry] | None) -> None:
+    """A new job's audit event (now, or appended to `audit_later`) and its task, sent on commit."""
+    visit = target if isinstance(target, CheckupVisit) else None
+    study = target if isinstance(target, Study) else None
     entry = AuditEntry(kind=EventKind.CREATE, user=actor, role=role_at(actor, target.facility_id) if actor else "",
                        facility_id=target.facility_id, object_type="inference.inferencejob", object_id=job.pk,
                        patient_id=target.patient_id,
@@ -136,7 +146,52 @@ def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor:
     else:
         audit_later.append(entry)
     _enqueue_on_commit(job, mv.queue)
-    return job
+
+
+def _live_keys(wanted: list[tuple[CheckupVisit | Study, str, ModelVersion]]) -> set[tuple[Any, ...]]:
+    """(model version, visit, study) of the live jobs among `wanted`'s targets and models."""
+    return set(InferenceJob.objects.filter(
+        status__in=ACTIVE, model_version_id__in={mv.pk for _, _, mv in wanted},
+    ).filter(
+        Q(visit_id__in=[t.pk for t, _, _ in wanted if isinstance(t, CheckupVisit)])
+        | Q(study_id__in=[t.pk for t, _, _ in wanted if isinstance(t, Study)])
+    ).values_list("model_version_id", "visit_id", "study_id"))
+
+
+def _create_many(wanted: list[tuple[CheckupVisit | Study, str, ModelVersion]],
+                 audit_later: list[AuditEntry]) -> list[InferenceJob]:
+    """`_create` for many (target, task, model) at once, without an actor: the rows in one INSERT,
+    skipping targets that already have a live job of the model. A job that appears meanwhile (a
+    user's click between the check and the insert) makes the INSERT fail as a whole: then each is
+    created on its own, as `_create` does, and only that one is skipped. An import of a few hundred
+    visits spent three statements (savepoint, insert, release) per job; the first job of an arrival
+    waited for all of them before any could start."""
+    def key(target: CheckupVisit | Study, mv: ModelVersion) -> tuple[int, int | None, int | None]:
+        return (mv.pk, target.pk if isinstance(target, CheckupVisit) else None,
+                target.pk if isinstance(target, Study) else None)
+
+    live = _live_keys(wanted)
+    fresh: dict[tuple[int, int | None, int | None], tuple[CheckupVisit | Study, str, ModelVersion]] = {}
+    for target, task, mv in wanted:  # a target named twice is queued once
+        if key(target, mv) not in live:
+            fresh.setdefault(key(target, mv), (target, task, mv))
+    if not fresh:
+        return []
+    lease = timezone.now() + timedelta(seconds=conf.requeue_after_s())
+    rows = [InferenceJob(facility_id=target.facility_id, patient_id=target.patient_id,
+                         visit=target if isinstance(target, CheckupVisit) else None,
+                         study=target if isinstance(target, Study) else None,
+                         model_version=mv, task=task, lease_expires_at=lease)
+            for target, task, mv in fresh.values()]
+    try:
+        with transaction.atomic():
+            InferenceJob.objects.bulk_create(rows)
+    except IntegrityError:
+        return [job for target, task, mv in fresh.values()
+                if (job := _create(target=target, task=task, mv=mv, actor=None, audit_later=audit_later)) is not None]
+    for job, (target, task, mv) in zip(rows, fresh.values(), strict=True):
+        _announce(job, target=target, task=task, mv=mv, actor=None, audit_later=audit_later)
+    return rows
 
 
 def _task_of(target: CheckupVisit | Study) -> str:
@@ -183,12 +238,12 @@ def _auto_draft(facility_id: int, kind: str) -> bool:
 def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterable[int] = ()) -> list[InferenceJob]:
     """Visits or studies arrived: queue a job for every enabled model of their task (shadow models
     included), where the facility drafts automatically. Safe to call twice (one live job each)."""
-    created: list[InferenceJob] = []
     # An import brings hundreds of visits of a few facilities and tasks: look policies and models
     # up once per facility and task, not once per visit.
     policies: dict[tuple[int, str], bool] = {}
     models: dict[str, list[ModelVersion]] = {}
     entries: list[AuditEntry] = []
+    wanted: list[tuple[CheckupVisit | Study, str, ModelVersion]] = []
     with transaction.atomic():
         targets: list[CheckupVisit | Study] = [
             *CheckupVisit.objects.filter(id__in=list(visit_ids)),
@@ -206,10 +261,8 @@ def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterabl
                 continue
             if task not in models:
                 models[task] = models_for(task)
-            for mv in models[task]:
-                job = _create(target=target, task=task, mv=mv, actor=None, audit_later=entries)
-                if job is not None:
-                    created.append(job)
+            wanted += [(target, task, mv) for mv in models[task]]
+        created = _create_many(wanted, entries) if wanted else []
         audit_record_many(entries)
     return created
 
@@ -320,34 +373,13 @@ def _first_token(at: datetime | None) -> dict[str, Any]:
     return {} if at is None else {"first_token_at": Coalesce(F("first_token_at"), Value(at))}
 
 
-def _final_write(rows: QuerySet[InferenceJob], fields: dict[str, Any],
-                 claimed: InferenceJob | None) -> InferenceJob | None:
-    """Write a job's final state and read back the row it left, in one statement (`UPDATE …
-    RETURNING`): the row is the truth. None when the conditional update matched nothing (the job
-    is no longer this worker's, or already final). Its model version and patient come from the
-    instance the worker claimed when it passes one (a job's links do not change while it runs);
-    otherwise they are joined in the same statement."""
-    if claimed is None:
-        updated = update_returning(rows, fields, related=("model_version", "patient"))
-        return updated[0] if updated else None
-    updated = update_returning(rows, fields)
-    if not updated:
-        return None
-    job = updated[0]
-    if job.model_version_id == claimed.model_version_id:
-        job.model_version = claimed.model_version
-    if job.patient_id is not None and job.patient_id == claimed.patient_id:
-        job.patient = claimed.patient
-    return job
-
-
-def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
-               finish_reason: str, prepared: Any, first_token_at: datetime | None = None,
-               claimed: InferenceJob | None = None) -> InferenceJob | None:
-    """The engine finished: parse and check the draft. An unusable draft fails the job with the
-    reason (never a silent partial report); a usable one marks the job SUCCEEDED and announces it
-    (`draft_ready`) in the same transaction. None if the job was no longer this worker's.
-    `claimed`: the instance the worker claimed (see `_final_row`)."""
+def job_finish_plan(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
+                    finish_reason: str, prepared: Any, first_token_at: datetime | None = None,
+                    claimed: InferenceJob | None = None) -> FinalWrite:
+    """The engine finished: parse and check the draft (here, before any row is locked). An
+    unusable draft fails the job with the reason (never a silent partial report); a usable one marks
+    the job SUCCEEDED and announces it (`draft_ready`) in the same transaction. `claimed`: the
+    instance the worker claimed (see `FinalWrite`)."""
     from ml.grounding import grounding_record
     from ml.schemas import DraftParseError, draft_to_text, parse_draft
 
@@ -355,26 +387,18 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         parsed = parse_draft(prepared.request.task, text)
     except DraftParseError as exc:
         cut = "（トークン上限で打ち切り）" if finish_reason == "length" else ""
-        return job_fail(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
-                        text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens,
-                        prompt_tokens=prompt_tokens, first_token_at=first_token_at, claimed=claimed)
+        return job_fail_plan(job_id=job_id, worker_id=worker_id, reason=f"下書きの形式が不正です{cut}: {exc.reason}",
+                             text=text, stage=f"parse:{exc.kind}", completion_tokens=completion_tokens,
+                             prompt_tokens=prompt_tokens, first_token_at=first_token_at, claimed=claimed)
     report_text = draft_to_text(parsed)
     grounding = grounding_record(report_text, prepared.sources)
-    now = timezone.now()
-    # No savepoint inside a group's transaction (inference.group_commit): an error there rolls the
-    # group back and each of its writes runs again alone; a savepoint cost two round trips per job.
-    with transaction.atomic(savepoint=False):
-        job = _final_write(
-            InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=worker_id),
-            {"status": JobStatus.SUCCEEDED, "finished_at": now, "partial_text": text,
-             "completion_tokens": completion_tokens, "prompt_tokens": prompt_tokens, "lease_expires_at": None,
-             "findings": dict(parsed.data), "report_text": report_text, "grounding": grounding,
-             "prompt_version": prepared.request.prompt_version, "inputs": prepared.inputs_record,
-             "reference_data": prepared.reference_data, **_first_token(first_token_at)},
-            claimed,
-        )
-        if job is None:
-            return None
+    values = {"status": JobStatus.SUCCEEDED, "finished_at": timezone.now(), "partial_text": text,
+              "completion_tokens": completion_tokens, "prompt_tokens": prompt_tokens, "lease_expires_at": None,
+              "findings": dict(parsed.data), "report_text": report_text, "grounding": grounding,
+              "prompt_version": prepared.request.prompt_version, "inputs": prepared.inputs_record,
+              "reference_data": prepared.reference_data, "first_token_at": first_token_at}
+
+    def then(job: InferenceJob) -> None:
         audit_record(kind=EventKind.UPDATE, facility_id=job.facility_id, object_type="inference.inferencejob",
                      object_id=job.pk, patient_id=job.patient_id,
                      details={"stage": "succeeded", "model": str(job.model_version), "tokens": completion_tokens,
@@ -385,37 +409,50 @@ def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, co
         broadcast_on_commit(job_group(job.pk), job_state(job))
         if not job.model_version.shadow:
             broadcast_on_commit(worklist_group(job.facility_id), worklist_message(job))
-    return job
+
+    return FinalWrite(job_id=job_id, worker_id=worker_id, values=values, then=then, claimed=claimed)
 
 
-def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
-             stage: str = "failed", completion_tokens: int | None = None, prompt_tokens: int | None = None,
-             first_token_at: datetime | None = None, claimed: InferenceJob | None = None) -> InferenceJob | None:
+def job_finish(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
+               finish_reason: str, prepared: Any, first_token_at: datetime | None = None,
+               claimed: InferenceJob | None = None) -> InferenceJob | None:
+    """`job_finish_plan`, written at once. None if the job was no longer this worker's."""
+    return final_commit(job_finish_plan(
+        job_id=job_id, worker_id=worker_id, text=text, prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens, finish_reason=finish_reason, prepared=prepared,
+        first_token_at=first_token_at, claimed=claimed))
+
+
+def job_fail_plan(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
+                  stage: str = "failed", completion_tokens: int | None = None, prompt_tokens: int | None = None,
+                  first_token_at: datetime | None = None, claimed: InferenceJob | None = None) -> FinalWrite:
     """Mark an active job FAILED with the reason shown to users. With `worker_id`, only if this
-    worker still holds it. `claimed`: the instance the worker claimed (see `_final_row`)."""
-    rows = InferenceJob.objects.filter(id=job_id, status__in=ACTIVE)
-    if worker_id is not None:
-        rows = rows.filter(status=JobStatus.RUNNING, worker_id=worker_id)
-    fields: dict[str, Any] = {"status": JobStatus.FAILED, "error": reason[:MAX_ERROR_CHARS],
-                              "finished_at": timezone.now(), "lease_expires_at": None}
-    if text is not None:
-        fields["partial_text"] = text
-    if completion_tokens is not None:  # what the model wrote, kept with the text it wrote
-        fields["completion_tokens"] = completion_tokens
-    if prompt_tokens:  # what it read: a draft may end before any progress write carried it
-        fields["prompt_tokens"] = prompt_tokens
-    fields.update(_first_token(first_token_at))
-    with transaction.atomic(savepoint=False):  # as in job_finish
-        job = _final_write(rows, fields, claimed)
-        if job is None:
-            return None
+    worker still holds it. The text, token counts and first token's time the worker has are kept
+    with it (where it passes none, what the row has stays)."""
+    values = {"status": JobStatus.FAILED, "error": reason[:MAX_ERROR_CHARS], "finished_at": timezone.now(),
+              "lease_expires_at": None, "partial_text": text, "completion_tokens": completion_tokens,
+              # What it read: a draft may end before any progress write carried it (0: not known).
+              "prompt_tokens": prompt_tokens or None, "first_token_at": first_token_at}
+
+    def then(job: InferenceJob) -> None:
         audit_record(kind=EventKind.UPDATE, outcome=Outcome.FAILURE, facility_id=job.facility_id,
                      object_type="inference.inferencejob", object_id=job.pk, patient_id=job.patient_id,
                      details={"stage": stage, "reason": reason[:500], "model": str(job.model_version)})
         broadcast_on_commit(job_group(job.pk), job_state(job))
         if not job.model_version.shadow:
             broadcast_on_commit(worklist_group(job.facility_id), worklist_message(job))
-    return job
+
+    return FinalWrite(job_id=job_id, worker_id=worker_id, values=values, then=then, claimed=claimed)
+
+
+def job_fail(*, job_id: int, reason: str, worker_id: str | None = None, text: str | None = None,
+             stage: str = "failed", completion_tokens: int | None = None, prompt_tokens: int | None = None,
+             first_token_at: datetime | None = None, claimed: InferenceJob | None = None) -> InferenceJob | None:
+    """`job_fail_plan`, written at once. None if the job was no longer active (or this worker's)."""
+    return final_commit(job_fail_plan(
+        job_id=job_id, reason=reason, worker_id=worker_id, text=text, stage=stage,
+        completion_tokens=completion_tokens, prompt_tokens=prompt_tokens, first_token_at=first_token_at,
+        claimed=claimed))
 
 
 def job_cancel(*, job: InferenceJob, actor: User) -> bool:

@@ -34,9 +34,11 @@ def _write(tag: str) -> Callable[[], str]:
     return fn
 
 
-def _queued_behind_a_busy_committer(committer: GroupCommitter, fns: list[Callable[[], Any]]) -> list[Any]:
+def _queued_behind_a_busy_committer(committer: GroupCommitter, fns: list[Any],
+                                    submit: Callable[[GroupCommitter, Any], Any] = GroupCommitter.run) -> list[Any]:
     """Holds the committer's thread in a first call until `fns` are all waiting, so that they form
-    one group; returns what each caller got (a result or the exception it raised)."""
+    one group (each submitted by `submit(committer, fn)`); returns what each caller got (a result or
+    the exception it raised)."""
     busy, release = threading.Event(), threading.Event()
 
     def first() -> str:
@@ -44,14 +46,14 @@ def _queued_behind_a_busy_committer(committer: GroupCommitter, fns: list[Callabl
         release.wait(10)
         return "first"
 
-    def call(fn: Callable[[], Any]) -> Any:
+    def call(fn: Any, how: Callable[[GroupCommitter, Any], Any] = submit) -> Any:
         try:
-            return committer.run(fn)
+            return how(committer, fn)
         except Exception as exc:
             return exc
 
     with ThreadPoolExecutor(len(fns) + 1) as pool:
-        head = pool.submit(call, first)
+        head = pool.submit(call, first, GroupCommitter.run)
         assert busy.wait(10)
         waiting = [pool.submit(call, fn) for fn in fns]
         while committer._calls.qsize() < len(fns):
@@ -152,3 +154,68 @@ def test_events_a_grouped_call_appends_together_are_also_appended_after_the_grou
     assert _queued_behind_a_busy_committer(committer, [many, _write("z")]) == [0, "z"]
     events = list(AuditEvent.objects.filter(object_type="test.group").order_by("seq"))
     assert [(e.object_id, e.request_id) for e in events] == [("m0", "task-many"), ("m1", "task-many"), ("z", "")]
+
+
+# --- batched calls: one write for the group's items, then each call's own `then` -------------------
+
+
+class _Rows:
+    """A `write_many` that records what it was given: an audit event per item, in one call."""
+
+    def __init__(self, refuse: str = "") -> None:
+        self.calls: list[list[str]] = []
+        self.refuse = refuse
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.calls.append(list(items))
+        if self.refuse in items:
+            raise ValueError(f"cannot write {self.refuse}")
+        for item in items:
+            audit_record(kind=EventKind.UPDATE, object_type="test.rows", object_id=item)
+        return [f"row-{item}" for item in items]
+
+
+def _then(tag: str) -> Callable[[str], str]:
+    def then(row: str) -> str:
+        audit_record(kind=EventKind.UPDATE, object_type="test.group", object_id=tag)
+        return f"{row}+{tag}"
+    return then
+
+
+def _batched(rows: _Rows) -> Callable[[GroupCommitter, str], Any]:
+    return lambda committer, item: committer.run_batched(rows, item, _then(item))
+
+
+def test_the_batched_calls_of_a_group_are_written_in_one_call_then_each_gets_its_own_result() -> None:
+    committer = GroupCommitter(name="test-group-commit")
+    rows = _Rows()
+    results = _queued_behind_a_busy_committer(committer, ["a", "b", "c"], submit=_batched(rows))
+    assert results == ["row-a+a", "row-b+b", "row-c+c"]
+    assert rows.calls == [["a", "b", "c"]] and (committer.groups, committer.grouped_calls) == (1, 3)
+    assert sorted(AuditEvent.objects.filter(object_type="test.group").values_list("object_id", flat=True)) == [
+        "a", "b", "c"]
+
+
+def test_a_batched_write_that_fails_is_written_again_item_by_item_and_only_its_caller_gets_the_error() -> None:
+    committer = GroupCommitter(name="test-group-commit")
+    rows = _Rows(refuse="b")
+    results = _queued_behind_a_busy_committer(committer, ["a", "b", "c"], submit=_batched(rows))
+    assert results[0] == "row-a+a" and results[2] == "row-c+c"
+    assert isinstance(results[1], ValueError) and "cannot write b" in str(results[1])
+    assert rows.calls == [["a", "b", "c"], ["a"], ["b"], ["c"]]
+    assert sorted(AuditEvent.objects.filter(object_type="test.rows").values_list("object_id", flat=True)) == ["a", "c"]
+
+
+def test_a_batched_call_runs_then_in_its_callers_audit_context_and_inline_in_its_transaction() -> None:
+    from django.db import transaction
+
+    committer = GroupCommitter(name="test-group-commit")
+    rows = _Rows()
+    with acting(RequestContext(request_id="task-7", channel="task")):
+        assert committer.run_batched(rows, "ctx", _then("ctx")) == "row-ctx+ctx"
+    event = AuditEvent.objects.get(object_type="test.group", object_id="ctx")
+    assert (event.request_id, event.channel) == ("task-7", "task")
+    with transaction.atomic():
+        assert committer.run_batched(rows, "inline", lambda row: connection.in_atomic_block) is True
+        transaction.set_rollback(True)
+    assert committer.groups == 0 and rows.calls == [["ctx"], ["inline"]]

@@ -9,6 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
+from audit.kinds import EventKind
 from audit.models import AuditEvent
 from clinical.models import CheckupVisit
 from inference import runner, services
@@ -192,6 +193,48 @@ def test_it_drafts_arriving_visits_on_commit_unless_the_facility_turned_it_off(
     with django_capture_on_commit_callbacks(execute=True):
         make_visit(personas.facility_b, mrn="B0001")
     assert InferenceJob.objects.count() == 1
+
+
+def test_an_arrival_inserts_its_jobs_in_one_statement_and_skips_visits_already_drafting(
+    personas: Personas, template_model: ModelVersion, settings: Any, django_capture_on_commit_callbacks: Any,
+    django_assert_num_queries: Any,
+) -> None:
+    """An import of many visits: the live-job check, the rows in one INSERT (in a savepoint), the
+    audit events together, one task per job on commit; a visit with a live job is not queued twice,
+    nor one named twice."""
+    settings.INFERENCE_AUTO_DRAFT = True
+    visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(5)]
+    drafting = services.job_create(actor=personas.physician_a, visit=visits[0])
+    with django_capture_on_commit_callbacks(execute=False) as enqueues:
+        # visits, policy, models, live jobs; savepoint, INSERT, release; the audit append (5)
+        with django_assert_num_queries(14) as few:
+            services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
+    InferenceJob.objects.exclude(pk=drafting.pk).delete()
+    ids = [v.pk for v in visits] + [make_visit(personas.facility_a, mrn=f"B{i:04d}").pk for i in range(20)]
+    with django_capture_on_commit_callbacks(execute=False) as more:
+        with django_assert_num_queries(len(few.captured_queries)):
+            created = services.jobs_create_for_arrival(visit_ids=[*ids, ids[3]])
+    assert len(enqueues) == 4 and len(more) == len(created) == 24
+    assert sorted(j.visit_id or 0 for j in created) == sorted(ids[1:])
+    assert all(j.pk and j.queued_at and j.created_by_id is None for j in created)
+    assert InferenceJob.objects.filter(visit=visits[0]).count() == 1
+    audited = set(AuditEvent.objects.filter(object_type="inference.inferencejob", kind=EventKind.CREATE,
+                                            user_id__isnull=True).values_list("object_id", flat=True))
+    assert {str(j.pk) for j in created} <= audited
+
+
+def test_a_job_created_between_the_check_and_the_insert_is_skipped_alone(
+    personas: Personas, template_model: ModelVersion, settings: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user's click that commits between an arrival's live-job check and its INSERT makes the
+    INSERT fail: each job is then created on its own and only the clicked visit is skipped."""
+    settings.INFERENCE_AUTO_DRAFT = True
+    visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(3)]
+    clicked = services.job_create(actor=personas.physician_a, visit=visits[1])
+    monkeypatch.setattr(services, "_live_keys", lambda wanted: set())  # the check ran before the click
+    created = services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
+    assert sorted(j.visit_id or 0 for j in created) == [visits[0].pk, visits[2].pk]
+    assert list(InferenceJob.objects.filter(visit=visits[1])) == [clicked]
 
 
 def test_it_requeues_expired_leases_and_gives_up_after_max_attempts(

@@ -121,6 +121,42 @@ def test_a_grouped_final_write_is_one_statement_that_returns_the_row(
     assert [e.object_id for e in events] == [job.pk]
 
 
+def test_the_final_writes_of_jobs_that_end_together_are_one_statement_each_plan_getting_its_own_row(
+    personas: Personas, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    """A group's final writes (`finals_write`): the rows of every plan of one kind in one UPDATE …
+    FROM VALUES; a job another worker took meanwhile gets None and keeps its row; what each plan
+    does with its row (`settle`: audit, broadcasts) is its own."""
+    from audit.models import AuditEvent
+    from audit.services import AuditEntry, audit_deferred, audit_record_many
+    from inference.finals import finals_write
+
+    visits = [make_visit(personas.facility_a, mrn=f"G{i}") for i in range(3)]
+    claimed: list[InferenceJob] = []
+    for visit in visits:
+        job = services.job_create(actor=personas.physician_a, visit=visit)
+        taken = services.job_claim(job_id=job.pk, worker_id="w:1")
+        assert taken is not None
+        claimed.append(taken)
+    InferenceJob.objects.filter(pk=claimed[1].pk).update(worker_id="w:2")  # re-queued and taken meanwhile
+    plans = [services.job_fail_plan(job_id=c.pk, worker_id="w:1", reason=f"理由{i}", text=f"本文{i}", stage="engine",
+                                    completion_tokens=i, prompt_tokens=50, claimed=c) for i, c in enumerate(claimed)]
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        rows = finals_write(plans)
+    assert [r.pk if r else None for r in rows] == [claimed[0].pk, None, claimed[2].pk]
+    assert rows[2] is not None and (rows[2].status, rows[2].error, rows[2].partial_text, rows[2].completion_tokens,
+                                     rows[2].prompt_tokens) == (JobStatus.FAILED, "理由2", "本文2", 2, 50)
+    assert rows[2].model_version is claimed[2].model_version  # the links the worker claimed, not read again
+    assert InferenceJob.objects.get(pk=claimed[1].pk).status == JobStatus.RUNNING
+    events: list[AuditEntry] = []
+    with audit_deferred(events):
+        settled = [plan.settle(row) for plan, row in zip(plans, rows, strict=True)]
+    audit_record_many(events)
+    assert settled == rows
+    assert sorted(AuditEvent.objects.filter(object_type="inference.inferencejob", outcome="failure")
+                  .values_list("object_id", flat=True)) == sorted([str(claimed[0].pk), str(claimed[2].pk)])
+
+
 def test_a_claim_is_one_statement_and_returns_the_row_with_its_links(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
 ) -> None:
