@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741  (an item of a batched write)
 R = TypeVar("R")
-MAX_GROUP = 16  # a group holds its jobs' rows until it commits; its callers wait for the last of them
+MAX_GROUP = 64  # a group holds its jobs' rows until it commits; its callers wait for the last of them
 
 
 @dataclass(frozen=True)
