@@ -281,7 +281,7 @@ def _engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     prefill_s = after.get("prefill_s", 0.0) - before.get("prefill_s", 0.0)
     step_s = sum(d["steps"] * d["ms_per_step"] / 1000 for d in decode.values())
     return {"busy_s": round(prefill_s + step_s, 3), "prefill_s": round(prefill_s, 3),
-            "last_step_at": after.get("last_step_at", 0.0),
+            "last_step_at": after.get("last_step_at", 0.0), "woke_at": after.get("woke_at", 0.0),
             "prefills": after.get("prefills", 0) - before.get("prefills", 0),
             "prefill_rows": after.get("prefill_rows", 0) - before.get("prefill_rows", 0),
             "steps": after.get("steps", 0) - before.get("steps", 0), "decode_s": round(step_s, 3), "decode": decode}
@@ -363,6 +363,8 @@ def main() -> dict[str, Any]:
 
     # --- direct: the engine alone, in this process -------------------------------------------------
     direct_times: list[float] = []
+    direct_walls: list[tuple[float, float]] = []  # each round's start and end, wall clock
+    stack_walls: list[tuple[float, float]] = []
     engine_direct: list[dict[str, Any]] = []  # what the engine's generation thread did in each round
     probe: list[Any] = []
     engine: Any = None
@@ -392,13 +394,14 @@ def main() -> dict[str, Any]:
             direct_tokens.append(result.completion_tokens)
             prompt_tokens.append(result.prompt_tokens)
 
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         threads = [threading.Thread(target=direct_one, args=(i,)) for i in range(N)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         direct_times.append(time.perf_counter() - started)
+        direct_walls.append((wall, time.time()))
 
     if engine is not None and rounds == 1:
         stats0 = engine.stats()
@@ -521,9 +524,10 @@ def main() -> dict[str, Any]:
                           + ", ".join(f"{k} {idle[k] - idle0[k]:.2f}" for k in idle))
             cpu0 = _cpu(worker_pid) if worker_pid else {}
             stats0 = await asyncio.to_thread(worker_engine_stats)
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             finals = await run_stack(visits)
             stack_times.append(max(m["_at"] for m in finals) - started)
+            stack_walls.append((wall, max(m["_wall"] for m in finals)))
             await close_pages()
             engine_stack.append(_engine_delta(stats0, await asyncio.to_thread(worker_engine_stats)))
             if worker_pid:
@@ -599,6 +603,19 @@ def main() -> dict[str, Any]:
         figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
                        direct_rounds_s=[round(t, 3) for t in direct_times], prompt_tokens=max(prompt_tokens))
     figures["stack_rounds_s"] = [round(t, 3) for t in stack_times]
+    # Where a round's time went, by the engine's own clock: from the round's start to the engine's
+    # first request (`woke_at`), the engine busy (prefills and decode steps), from its last step to
+    # the round's end (the last client holding its final state; direct: the last thread returning).
+    # The stack's overhead is the sum of the differences; these do not depend on the engine's speed.
+    parts = {}
+    for what, walls, deltas in (("direct", direct_walls, engine_direct), ("stack", stack_walls, engine_stack)):
+        rows = [(d["woke_at"] - w0, d["busy_s"], w1 - d["last_step_at"]) for (w0, w1), d in zip(walls, deltas,
+                                                                                                 strict=False)
+                if d.get("woke_at") and d.get("last_step_at")]
+        if rows:
+            parts[what] = {k: round(statistics.median(r[i] for r in rows), 3)
+                           for i, k in enumerate(("start_to_first_request_s", "engine_busy_s", "last_step_to_end_s"))}
+    figures["round_parts"] = parts
     figures["engine_direct_rounds"], figures["engine_stack_rounds"] = engine_direct, engine_stack
     if ratios:
         figures["ratio_stack_to_direct"] = round(statistics.median(ratios), 3)
@@ -620,6 +637,9 @@ def main() -> dict[str, Any]:
         print(_engine_line("direct", engine_direct[-1], direct_times[-1]))
     if engine_stack:
         print(_engine_line("stack", engine_stack[-1], stack_times[-1]))
+    for what, p in figures["round_parts"].items():
+        print(f"{what} round (medians): start → engine's first request {p['start_to_first_request_s']:.3f} s, "
+              f"engine busy {p['engine_busy_s']:.3f} s, engine's last step → end {p['last_step_to_end_s']:.3f} s")
     if "tail_s" in figures:
         print(f"engine's last decode step → last row finished {figures['tail_s']['engine_last_step_to_last_row']:.3f} s"
               f" → last client holds its final state {figures['tail_s']['engine_last_step_to_last_client']:.3f} s")

@@ -163,6 +163,7 @@ class ContinuousBatcher:
         self.step_counts: dict[int, int] = dict.fromkeys(self.buckets, 0)
         self.step_seconds: dict[int, float] = dict.fromkeys(self.buckets, 0.0)
         self.last_step_at = 0.0  # wall clock (time.time()) at the end of the latest decode step
+        self.woke_at = 0.0  # wall clock when the loop last found work after having none
         self._thread = threading.Thread(target=self._run, name="ml-generation-loop", daemon=True)
         self._thread.start()
 
@@ -222,6 +223,8 @@ class ContinuousBatcher:
                 idle = not self._occupied and not self._waiting
                 if not self._drain_inbox(block=idle):
                     return
+                if idle:
+                    self.woke_at = time.time()
                 try:
                     self._admit()
                     if self._occupied:

@@ -326,15 +326,16 @@ class TransformersEngine(SinkEngine):
     def stats(self) -> dict[str, Any]:
         """Counters for dashboards, tests and benchmarks: decode steps run, tokens generated, rows
         running, queued; the generation thread's time in prefills and in decode steps per batch
-        bucket (`decode`: {"64": {"steps": n, "seconds": s}}, buckets that ran), and when the latest
-        step ended (`last_step_at`, wall clock). Counters only grow: the difference of two calls is
-        what happened in between."""
+        bucket (`decode`: {"64": {"steps": n, "seconds": s}}, buckets that ran), when the latest
+        step ended (`last_step_at`, wall clock) and when the loop last found work after having none
+        (`woke_at`: a batch's first request). Counters only grow: the difference of two calls is what
+        happened in between."""
         b = self._batcher
         decode = {str(size): {"steps": n, "seconds": round(b.step_seconds[size], 6)}
                   for size, n in b.step_counts.items() if n}
         return {"steps": b.steps, "generated_tokens": b.generated_tokens, "running": b.running, "queued": b.queued,
                 "prefills": b.prefills, "prefill_rows": b.prefill_rows, "prefill_s": round(b.prefill_s, 6),
-                "decode": decode, "last_step_at": b.last_step_at}
+                "decode": decode, "last_step_at": b.last_step_at, "woke_at": b.woke_at}
 
     async def health(self) -> EngineHealth:
         b = self._batcher
