@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -96,17 +96,30 @@ def _priority(job: InferenceJob) -> int:
 def revision_create_from_draft(*, job: InferenceJob) -> ReportRevision | None:
     """Store a SUCCEEDED job's draft as the next revision of its report (the first for a new one).
     Runs inside the transaction that marks the job SUCCEEDED. Idempotent per job (the revision's
-    unique `source_job`); a report already past DRAFT is left alone (a physician owns it now)."""
-    with transaction.atomic():
-        existing = ReportRevision.objects.filter(source_job=job).first()
-        if existing is not None:
-            return existing
+    unique `source_job`); a report already past DRAFT is left alone (a physician owns it now).
+
+    A worker writes the drafts of a batch that ends together in one transaction (inference's group
+    commit), so the statements here are paid once per draft on the path to the physicians' screens:
+    no savepoint of its own (an error rolls the job's whole final write back, and the worker writes
+    it again alone), a new report gets its priority as it is inserted and holds no revision yet, an
+    existing one is asked for its last number and this job's revision in one statement (13
+    statements per draft before, 8 now for a new report)."""
+    with transaction.atomic(savepoint=False):
         lookup: dict[str, Any] = {"visit_id": job.visit_id} if job.visit_id else {"study_id": job.study_id}
-        report, _created = Report.objects.select_for_update().get_or_create(
-            kind=job.task, **lookup, defaults={"facility_id": job.facility_id, "patient_id": job.patient_id})
-        if report.status != ReportStatus.DRAFT:
-            return None
-        number = (report.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
+        priority = _priority(job)
+        # get_or_create keeps its own savepoint around the INSERT: a second model's draft of the same
+        # visit may create the report at the same moment, and then this one takes the row.
+        report, created = Report.objects.select_for_update().get_or_create(
+            kind=job.task, **lookup,
+            defaults={"facility_id": job.facility_id, "patient_id": job.patient_id, "priority": priority})
+        number = 1
+        if not created:
+            held = report.revisions.aggregate(n=Max("number"), mine=Max("pk", filter=Q(source_job=job)))
+            if held["mine"] is not None:
+                return ReportRevision.objects.get(pk=held["mine"])
+            if report.status != ReportStatus.DRAFT:
+                return None
+            number = (held["n"] or 0) + 1
         mv = job.model_version
         revision = ReportRevision.objects.create(
             report=report, number=number, kind=RevisionKind.DRAFT, text=job.report_text, findings=job.findings,
@@ -114,7 +127,6 @@ def revision_create_from_draft(*, job: InferenceJob) -> ReportRevision | None:
             prompt_version=job.prompt_version, author_model_version=mv,
             author_model_label=f"{mv.name} {mv.version} ({mv.engine})", source_job=job,
         )
-        priority = _priority(job)
         if priority != report.priority:
             Report.objects.filter(pk=report.pk).update(priority=priority)
         audit_record(kind=EventKind.CREATE, facility_id=job.facility_id, object_type="reports.reportrevision",

@@ -157,6 +157,36 @@ def test_the_final_writes_of_jobs_that_end_together_are_one_statement_each_plan_
                   .values_list("object_id", flat=True)) == sorted([str(claimed[0].pk), str(claimed[2].pk)])
 
 
+def test_a_grouped_draft_writes_its_row_report_and_first_revision_in_eight_statements(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
+) -> None:
+    """A finished draft inside a group's transaction: its row (1), the report locked or created (4:
+    get_or_create keeps its savepoint for a report two models draft at once), the revision (1), the
+    visit's sources now against those the draft was checked with (2). A second draft of the same
+    report: its last number and any revision of this job in one statement instead of the savepoint
+    around the report."""
+    from audit.services import AuditEntry, audit_deferred
+    from inference.inputs import prepare
+    from reports.models import ReportRevision
+    from tests.inference.conftest import VALID_DRAFT
+
+    def finish(count: int) -> InferenceJob | None:
+        job = services.job_create(actor=personas.physician_a, visit=visit_a)
+        claimed = services.job_claim(job_id=job.pk, worker_id="w:1")
+        assert claimed is not None
+        prepared = prepare(claimed)
+        events: list[AuditEntry] = []
+        with audit_deferred(events), django_assert_num_queries(count):  # type: ignore[operator]
+            return services.job_finish(job_id=job.pk, worker_id="w:1", text=VALID_DRAFT, prompt_tokens=50,
+                                       completion_tokens=30, finish_reason="stop", prepared=prepared, claimed=claimed)
+
+    first = finish(8)
+    second = finish(6)
+    assert first is not None and second is not None and second.status == JobStatus.SUCCEEDED
+    revisions = list(ReportRevision.objects.order_by("number").values_list("number", "source_job_id"))
+    assert revisions == [(1, first.pk), (2, second.pk)]
+
+
 def test_a_claim_is_one_statement_and_returns_the_row_with_its_links(
     personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion, django_assert_num_queries: object,
 ) -> None:
