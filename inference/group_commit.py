@@ -77,7 +77,7 @@ class GroupCommitter:
 
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` (database writes) in the next group and return its result once committed;
-        raises what `fn` raised."""
+        raises what `fn` raised. (The worker's final writes use `run_batched`.)"""
         return self._submit(_Call(fn, contextvars.copy_context()))
 
     def run_batched(self, write_many: Callable[[list[I]], list[R]], item: I, then: Callable[[R], T]) -> T:
@@ -89,7 +89,8 @@ class GroupCommitter:
     def _submit(self, call: _Call) -> Any:
         if connection.in_atomic_block:
             # Inline, in a savepoint: the writes take none of their own inside a group (see
-            # job_fail), and an error must undo only this call's writes in the caller's transaction.
+            # finals.final_commit), and an error must undo only this call's writes in the caller's
+            # transaction.
             with transaction.atomic():
                 return call.run_alone()
         self._ensure_thread()

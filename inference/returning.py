@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
-from django.db.models import F, Field, ForeignKey, Model, QuerySet, Value
+from django.db.models import CharField, F, Field, ForeignKey, Model, QuerySet, Value
 from django.db.models.expressions import Col
 from django.db.models.functions import Coalesce
 from django.db.models.sql import Query
@@ -101,6 +101,9 @@ def update_rows_returning(model: type[M], rows: Sequence[tuple[Mapping[str, Any]
     fields = {name: cast("Field[Any, Any]", meta.get_field(name)) for name in {*match_names, *value_names}}
     if any(not f.concrete or f.many_to_many or f.one_to_many for f in fields.values()):
         raise ValueError("update_rows_returning writes the model's own columns only")
+    if any(value is None for match, _ in rows for value in match.values()):
+        # PostgreSQL's `=` never matches NULL where SQLite's filter(col=None) matches IS NULL.
+        raise ValueError("update_rows_returning: a match on None")
     keys = [tuple(m.values()) for m, _ in rows]
     if len(set(keys)) != len(keys):
         raise ValueError("update_rows_returning: two rows with the same match")
@@ -115,8 +118,7 @@ def update_rows_returning(model: type[M], rows: Sequence[tuple[Mapping[str, Any]
         return out
     names = [*match_names, *value_names]
     columns = [f"m{i}" if i < len(match_names) else f"v{i}" for i in range(len(names))]
-    # Typed as their columns (VALUES would guess text): the type a cast to the field's column needs.
-    row_sql = "(" + ", ".join(f"%s::{fields[n].cast_db_type(connection)}" for n in names) + ")"  # type: ignore[attr-defined]
+    row_sql = "(" + ", ".join(f"%s::{_cast(fields[n], connection)}" for n in names) + ")"
     params = [fields[n].get_db_prep_save(value, connection)
               for match, values in rows for n, value in (*match.items(), *values.items())]
 
@@ -138,6 +140,15 @@ def update_rows_returning(model: type[M], rows: Sequence[tuple[Mapping[str, Any]
         cursor.execute(sql, params)
         returned = cursor.fetchall()
     return {obj.pk: obj for obj in _objects(model, db, Query(model).get_compiler(db), returned, parts, ())}
+
+
+def _cast(field: Field[Any, Any], connection: Any) -> str:
+    """The type a VALUES column of `field` is cast to (VALUES alone would guess text). A CharField's
+    without its length: a cast to varchar(n) cuts a longer value silently, where the column itself
+    refuses it as an UPDATE of the field would."""
+    if isinstance(field, CharField):
+        return str(connection.ops.cast_char_field_without_max_length)
+    return str(field.cast_db_type(connection))  # type: ignore[attr-defined]
 
 
 def merge_values(values: Mapping[str, Any], *, keep: Collection[str] = (), fill: Collection[str] = (),

@@ -320,9 +320,9 @@ def jobs_progress(*, progress: Mapping[int, JobProgress]) -> set[int]:
     condition nor RETURNING).
 
     Rows another transaction has locked are skipped this time (neither written nor lost): the
-    final writes of jobs that ended together lock theirs one after another in one transaction
-    (`inference.group_commit`), and waiting for them here, with the others locked in another
-    order, would be a deadlock."""
+    final writes of jobs that ended together lock theirs in one transaction (`inference.group_commit`,
+    `inference.finals`) that holds them until it commits, and waiting for them here, with the others
+    locked in another order, would be a deadlock."""
     if not progress:
         return set()
     if connection.vendor != "postgresql":
@@ -368,8 +368,8 @@ def _jobs_progress_each(progress: Mapping[int, JobProgress]) -> set[int]:
 
 
 def _first_token(at: datetime | None) -> dict[str, Any]:
-    """The time of the first token, for a final write: a draft that ends before the heartbeat's
-    next progress write has it only in the worker; a time already written stays."""
+    """The time of the first token, for a progress write statement by statement (SQLite): a time
+    already written stays. (The final writes keep it by `finals.KEEP`.)"""
     return {} if at is None else {"first_token_at": Coalesce(F("first_token_at"), Value(at))}
 
 

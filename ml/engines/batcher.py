@@ -223,7 +223,7 @@ class ContinuousBatcher:
                 idle = not self._occupied and not self._waiting
                 if not self._drain_inbox(block=idle):
                     return
-                if idle:
+                if idle and self._waiting:  # a request, not a call (stats) that woke it
                     self.woke_at = time.time()
                 try:
                     self._admit()

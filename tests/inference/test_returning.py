@@ -151,3 +151,19 @@ def test_rows_that_differ_in_fields_or_name_one_row_twice_are_refused_before_any
         update_rows_returning(InferenceJob, [({"id": jobs[0].pk}, {})])
     assert update_rows_returning(InferenceJob, []) == {}
     assert set(InferenceJob.objects.values_list("error", flat=True)) == {""}
+
+
+def test_a_value_longer_than_its_column_is_refused_not_cut_and_a_match_on_none_is_refused(
+    personas: Personas, visit_a: CheckupVisit, template_model: ModelVersion,
+) -> None:
+    """As `QuerySet.update` would: a cast of the VALUES column to varchar(50) would have cut it."""
+    from django.db import DataError, transaction
+
+    from inference.returning import update_rows_returning
+
+    jobs = _three_jobs(personas, visit_a)
+    with pytest.raises(DataError), transaction.atomic():
+        update_rows_returning(InferenceJob, [({"id": jobs[0].pk}, {"prompt_version": "v" * 51})])
+    with pytest.raises(ValueError, match="None"):
+        update_rows_returning(InferenceJob, [({"id": jobs[0].pk, "worker_id": None}, {"error": "x"})])
+    assert InferenceJob.objects.get(pk=jobs[0].pk).prompt_version == ""
