@@ -641,7 +641,8 @@ def main() -> dict[str, Any]:
         print(f"{what} round (medians): start → engine's first request {p['start_to_first_request_s']:.3f} s, "
               f"engine busy {p['engine_busy_s']:.3f} s, engine's last step → end {p['last_step_to_end_s']:.3f} s")
     if "tail_s" in figures:
-        print(f"engine's last decode step → last row finished {figures['tail_s']['engine_last_step_to_last_row']:.3f} s"
+        print(f"engine's last decode step → last row's finished_at (when its worker had the result) "
+              f"{figures['tail_s']['engine_last_step_to_last_row']:.3f} s"
               f" → last client holds its final state {figures['tail_s']['engine_last_step_to_last_client']:.3f} s")
     if lags:
         print(f"row finished → client holds the final state: median {statistics.median(lags):.3f} s, "
