@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.kinds import EventKind, Outcome
@@ -26,9 +25,9 @@ from clinical.scoping import facility_ids_for, role_at
 from inference import conf
 from inference.broadcasting import broadcast_on_commit
 from inference.events import job_group, job_state, worklist_group, worklist_message
-from inference.finals import FinalWrite, final_commit
+from inference.finals import FILL, KEEP, FinalWrite, final_commit
 from inference.models import ACTIVE, FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
-from inference.returning import update_returning
+from inference.returning import merge_values, update_returning
 
 log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
@@ -355,22 +354,14 @@ def _jobs_progress_each(progress: Mapping[int, JobProgress]) -> set[int]:
     lease = timezone.now() + timedelta(seconds=conf.lease_s())
     lost: set[int] = set()
     for job_id, p in sorted(progress.items()):
-        fields: dict[str, Any] = {"lease_expires_at": lease, **_first_token(p.first_token_at)}
-        if p.partial_text is not None:
-            fields["partial_text"] = p.partial_text
-        if p.completion_tokens is not None:
-            fields["completion_tokens"] = p.completion_tokens
-        if p.prompt_tokens is not None:
-            fields["prompt_tokens"] = p.prompt_tokens
+        # The final writes' rules (`finals`): a first token's time already written stays, a text
+        # or count the worker does not pass is left as the row has it.
+        fields = merge_values({"lease_expires_at": lease, "first_token_at": p.first_token_at,
+                               "partial_text": p.partial_text, "completion_tokens": p.completion_tokens,
+                               "prompt_tokens": p.prompt_tokens}, keep=KEEP, fill=FILL, model=InferenceJob)
         if not InferenceJob.objects.filter(id=job_id, status=JobStatus.RUNNING, worker_id=p.worker_id).update(**fields):
             lost.add(job_id)
     return lost
-
-
-def _first_token(at: datetime | None) -> dict[str, Any]:
-    """The time of the first token, for a progress write statement by statement (SQLite): a time
-    already written stays. (The final writes keep it by `finals.KEEP`.)"""
-    return {} if at is None else {"first_token_at": Coalesce(F("first_token_at"), Value(at))}
 
 
 def job_finish_plan(*, job_id: int, worker_id: str, text: str, prompt_tokens: int, completion_tokens: int,
