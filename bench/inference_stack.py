@@ -311,6 +311,7 @@ def main() -> dict[str, Any]:
     from django.test import Client
 
     from clinical import services as clinical_services
+    from config import heap
     from config.asgi import application
     from config.celery import app
     from inference import conf, services
@@ -510,6 +511,11 @@ def main() -> dict[str, Any]:
         # From the worker's spawn to its first draft: model load + compile/warm-up + one job.
         figures["worker_ready_s"] = round(time.perf_counter() - spawned, 1)
         single_finals = await one_at_a_time()
+        # This process is the websocket server and its clients, and also the harness: it imported
+        # torch and transformers for the direct engine and the checkpoint after the application
+        # froze its own start (config/asgi.py). Those live to the end too: freeze them as a server
+        # freezes its imports, or a full collection walking them (0.25 s) lands in a timed round.
+        heap.settle()
         for visits in round_visits:
             if engine is not None:
                 idle0 = _cpu(worker_pid) if worker_pid else {}
@@ -587,6 +593,15 @@ def main() -> dict[str, Any]:
                              "engine_last_step_to_last_client": round(max(m["_wall"] for m in finals) - last_step, 3)}
     t0 = span["q0"]
     timeline = {k: round((v - t0).total_seconds(), 2) for k, v in span.items() if v is not None}
+    # Every round's timeline too: one slow round (jobs claimed late) shows which step was late.
+    timeline_rounds = []
+    for rv in round_visits:
+        sp = InferenceJob.objects.filter(visit__in=rv).exclude(pk__in=[j.pk for j in probe]).aggregate(
+            q0=Min("queued_at"), s0=Min("started_at"), s1=Max("started_at"), f0=Min("first_token_at"),
+            f1=Max("first_token_at"), e1=Max("finished_at"))
+        if (q0 := sp["q0"]) is not None:
+            timeline_rounds.append({k: round((v - q0).total_seconds(), 3) for k, v in sp.items() if v is not None})
+    figures["timeline_rounds"] = timeline_rounds
     stack_tokens = sum(m["completion_tokens"] for m in finals)
     prompt = measured.aggregate(p=Max("prompt_tokens"))["p"]
     connections.close_all()
@@ -603,6 +618,7 @@ def main() -> dict[str, Any]:
         figures.update(direct_s=round(direct_s, 3), direct_tokens_per_s=round(sum(direct_tokens) / direct_s, 1),
                        direct_rounds_s=[round(t, 3) for t in direct_times], prompt_tokens=max(prompt_tokens))
     figures["stack_rounds_s"] = [round(t, 3) for t in stack_times]
+    figures["stack_walls"] = stack_walls  # each round's start and end (wall clock): to line up other processes' logs
     # Where a round's time went, by the engine's own clock: from the round's start to the engine's
     # first request (`woke_at`), the engine busy (prefills and decode steps), from its last step to
     # the round's end (the last client holding its final state; direct: the last thread returning).

@@ -14,6 +14,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from audit.context import RequestContext, acting, new_request_id
+from config import heap
 from inference import conf
 from inference import control as _control  # noqa: F401  (registers `celery inspect engine_stats`)
 
@@ -59,6 +60,7 @@ def _preload(queues: set[str]) -> None:
         log.warning("inference preload skipped", exc_info=True)
     finally:
         close_old_connections()
+        heap.settle()  # what the preload built lives as long as the worker
 
 
 @worker_ready.connect

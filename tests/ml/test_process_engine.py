@@ -169,6 +169,17 @@ def test_it_keeps_the_child_on_the_cpus_it_is_given_with_a_thread_pool_to_match(
         engine.close()
 
 
+def test_the_child_freezes_its_long_lived_objects_after_the_warm_up(tiny_causal: Path) -> None:
+    engine: Any = build_engine("transformers", str(tiny_causal), device="cpu", max_batch_size=2, max_seq_len=64,
+                               process=True)
+    try:
+        assert engine.stats()["frozen_objects"] == 0
+        engine.warmup()
+        assert engine.stats()["frozen_objects"] > 10_000  # torch, transformers, the model: out of full collections
+    finally:
+        engine.close()
+
+
 def test_it_refuses_cpus_this_machine_does_not_have_with_the_reason(tiny_causal: Path) -> None:
     with pytest.raises(EngineError, match=r"cannot run the engine on CPUs \[4095\]"):
         build_engine("transformers", str(tiny_causal), device="cpu", process=True, cpus="4095")
