@@ -15,12 +15,10 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_save
 
 from audit.exports import fhir_audit_event
 from audit.kinds import Outcome
@@ -122,15 +120,24 @@ def forward(event: AuditEvent) -> bool:
     return True
 
 
-def on_audit_event_saved(sender: Any, instance: AuditEvent, created: bool, **kwargs: Any) -> None:
-    if created and getattr(settings, "AUDIT_SYSLOG_URL", None):
-        transaction.on_commit(lambda: forward(instance))
+_connected = False
+
+
+def forward_after_commit(events: list[AuditEvent]) -> None:
+    """Called by the audit append for every event it wrote (`audit.services._append`), in chain
+    order, once the transaction commits. Until session 9 a `post_save` receiver did this, and events
+    appended together (`bulk_create`: an arrival's jobs, a worker's group of final writes) were
+    never forwarded."""
+    if _connected and events and getattr(settings, "AUDIT_SYSLOG_URL", None):
+        transaction.on_commit(lambda: [forward(event) for event in events])
 
 
 def connect() -> None:
-    """Connect the forwarder (idempotent). Called from AuditConfig.ready()."""
-    post_save.connect(on_audit_event_saved, sender=AuditEvent, dispatch_uid="audit_syslog_forward")
+    """Turn the forwarder on (idempotent). Called from AuditConfig.ready()."""
+    global _connected
+    _connected = True
 
 
 def disconnect() -> None:
-    post_save.disconnect(sender=AuditEvent, dispatch_uid="audit_syslog_forward")
+    global _connected
+    _connected = False

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from audit import syslog
 from audit.kinds import EventKind, Outcome
-from audit.services import audit_record
+from audit.services import AuditEntry, audit_record, audit_record_many
 from tests.conftest import Personas
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +77,21 @@ def test_it_forwards_over_udp_after_commit(
     datagram, _addr = udp_collector.recvfrom(65535)
     match = LINE.match(datagram)
     assert match and match["msgid"] == b"export" and f'seq="{event.seq}"'.encode() in match["sd"]
+
+
+def test_events_appended_together_are_each_forwarded_in_chain_order(
+    udp_collector: socket.socket, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    # An arrival's jobs and a worker's group of final writes append their events together.
+    with django_capture_on_commit_callbacks(execute=True):
+        events = audit_record_many([AuditEntry(kind=EventKind.CREATE, object_type="inference.inferencejob",
+                                               object_id=i) for i in range(3)])
+    seqs = []
+    for _ in events:
+        match = LINE.match(udp_collector.recvfrom(65535)[0])
+        assert match and match["msgid"] == b"create"
+        seqs.append(int(re.search(rb'seq="(\d+)"', match["sd"])[1]))  # type: ignore[index]
+    assert seqs == [e.seq for e in events]
 
 
 def test_a_rolled_back_event_is_never_forwarded(

@@ -41,7 +41,7 @@ def test_the_worklist_costs_the_same_queries_at_any_size(
     _visits(personas, count)
     client = client_for("staff_a")
     client.get("/visits/")
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(10):  # its audit event: head lock, then insert + head update in one
         response = client.get("/visits/")
     assert response.status_code == 200
     assert response.content.decode().count('class="flagged"') == sum(1 for i in range(count) if 120 + i * 5 >= 140)

@@ -151,10 +151,10 @@ def test_the_patient_list_costs_the_same_queries_at_any_size(
     PatientFactory.create_batch(count, facility=personas.facility_a)
     client = client_for("staff_a")
     client.get("/patients/")  # warm the session
-    # session, user, otp device, guardian scope, count, page, audit (savepoint, head upsert, lock,
-    # insert, head update, release), memberships and two nav-link permissions for the navigation
-    # bar: none grows with the page.
-    with django_assert_num_queries(12):
+    # session, user, otp device, guardian scope, count, page, audit (lock, then insert and head
+    # update in one statement), memberships and two nav-link permissions for the navigation bar:
+    # none grows with the page.
+    with django_assert_num_queries(9):
         assert client.get("/patients/").status_code == 200
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(8):
         assert client.get("/api/patients/").status_code == 200

@@ -206,8 +206,9 @@ def test_an_arrival_inserts_its_jobs_in_one_statement_and_skips_visits_already_d
     visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(5)]
     drafting = services.job_create(actor=personas.physician_a, visit=visits[0])
     with django_capture_on_commit_callbacks(execute=False) as enqueues:
-        # visits, policy, models, live jobs; savepoint, INSERT, release; the audit append (5)
-        with django_assert_num_queries(14) as few:
+        # visits, policy, models, live jobs; savepoint, INSERT, release; the audit append (2: head
+        # lock, then the events and the head's new position in one statement)
+        with django_assert_num_queries(11) as few:
             services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
     InferenceJob.objects.exclude(pk=drafting.pk).delete()
     ids = [v.pk for v in visits] + [make_visit(personas.facility_a, mrn=f"B{i:04d}").pk for i in range(20)]
@@ -315,9 +316,9 @@ def test_it_shows_the_worklist_in_a_fixed_number_of_queries(
                                            visit=make_visit(personas.facility_a, mrn=f"A{i:04d}")).pk)
     physician.get("/inference/worklist/")  # warm the session and permission caches
     # session, user, OTP device, second-factor role check, facility scope, the jobs (one query), the audit
-    # event (savepoint, chain head upsert + lock, insert, head update, release), the page's menu scope and
+    # event (chain head lock; insert and head update in one statement), the page's menu scope and
     # memberships: none of them per row
-    with django_assert_num_queries(12) as few:
+    with django_assert_num_queries(9) as few:
         response = physician.get("/inference/worklist/")
     for i in range(3, 10):
         runner.run_job(services.job_create(actor=personas.physician_a,

@@ -117,9 +117,9 @@ def _queries(client: Client, django_assert_num_queries: Any, expected: int) -> N
 
 # Session, user, OTP device, the second-factor check, the user's facility permissions (one query for
 # every permission the page and its navigation ask about: clinical.scoping), the rows (one query,
-# however many), the audit event (savepoint, chain head, insert, update), the running drafts, and
-# the memberships for the bar.
-WORKLIST_QUERIES = 13
+# however many), the audit event (chain head lock; insert and head update in one statement), the
+# running drafts, and the memberships for the bar.
+WORKLIST_QUERIES = 10
 
 
 @pytest.mark.parametrize("size", [1, 6])
