@@ -284,7 +284,10 @@ def _engine_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
             "last_step_at": after.get("last_step_at", 0.0), "woke_at": after.get("woke_at", 0.0),
             "prefills": after.get("prefills", 0) - before.get("prefills", 0),
             "prefill_rows": after.get("prefill_rows", 0) - before.get("prefill_rows", 0),
-            "steps": after.get("steps", 0) - before.get("steps", 0), "decode_s": round(step_s, 3), "decode": decode}
+            "steps": after.get("steps", 0) - before.get("steps", 0), "decode_s": round(step_s, 3), "decode": decode,
+            # events the engine process sent (tokens merged there over each request's window) and messages
+            "pipe_events": after.get("pipe_events", 0) - before.get("pipe_events", 0),
+            "pipe_messages": after.get("pipe_messages", 0) - before.get("pipe_messages", 0)}
 
 
 def _engine_line(what: str, delta: dict[str, Any], round_s: float) -> str:
@@ -292,7 +295,8 @@ def _engine_line(what: str, delta: dict[str, Any], round_s: float) -> str:
                         for b, d in sorted(delta["decode"].items(), key=lambda kv: int(kv[0])))
     return (f"engine during the last {what} round: busy {delta['busy_s']:.2f} s of {round_s:.2f} s "
             f"(prefill {delta['prefill_s']:.2f} s in {delta['prefills']} for {delta['prefill_rows']} requests; "
-            f"{delta['steps']} decode steps {delta['decode_s']:.2f} s: {buckets})")
+            f"{delta['steps']} decode steps {delta['decode_s']:.2f} s: {buckets}; "
+            f"{delta['pipe_events']} events in {delta['pipe_messages']} messages to its caller)")
 
 
 def main() -> dict[str, Any]:

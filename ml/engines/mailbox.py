@@ -140,8 +140,10 @@ class SinkEngine:
     """The protocol's `submit` and the blocking `submit_sync` of a local engine, written once over
     the engine's `_begin(request, sink) -> cancel` (TransformersEngine, ProcessEngine)."""
 
-    def _begin(self, request: DraftRequest, sink: Sink) -> Cancel:
-        """Queue `request`; its events go to `sink` from the engine's thread. Returns its cancel."""
+    def _begin(self, request: DraftRequest, sink: Sink, coalesce_s: float = 0.0) -> Cancel:
+        """Queue `request`; its events go to `sink` from the engine's thread. Returns its cancel.
+        `coalesce_s`: how often the caller reads tokens; an engine may merge them as a `Mailbox`
+        would (an engine in another process merges them before sending, `engine_host._Outbox`)."""
         raise NotImplementedError
 
     def submit(self, request: DraftRequest) -> AsyncIterator[EngineEvent]:
@@ -162,4 +164,4 @@ class SinkEngine:
         of the previous delivery reach `on_event` as one (see `Mailbox`).
         """
         box = Mailbox(coalesce_s)
-        return drain(box, on_event, timeout, self._begin(request, box.put))
+        return drain(box, on_event, timeout, self._begin(request, box.put, coalesce_s))

@@ -180,7 +180,7 @@ class ProcessEngine(SinkEngine):
 
     # ---- requests -----------------------------------------------------------------------------
 
-    def _submit(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> None:
+    def _submit(self, request: DraftRequest, sink: Callable[[EngineEvent], None], coalesce_s: float = 0.0) -> None:
         with self._lock:
             if self._closed:
                 refused: str | None = "engine is closed"
@@ -198,14 +198,15 @@ class ProcessEngine(SinkEngine):
         if refused is not None:
             sink(Failed(request.request_id, refused))
             return
-        if not self._send(("submit", request)):
+        if not self._send(("submit", request, coalesce_s)):
             with self._lock:
                 mine = self._sinks.pop(request.request_id, None)
             if mine is not None:
                 sink(Failed(request.request_id, "the engine process is not running"))
 
-    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> Callable[[], bool]:
-        self._submit(request, sink)
+    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None],
+               coalesce_s: float = 0.0) -> Callable[[], bool]:
+        self._submit(request, sink, coalesce_s)  # the child merges tokens over that window
         return lambda: self.cancel_sync(request.request_id)
 
     def cancel_sync(self, request_id: str) -> bool:

@@ -271,8 +271,9 @@ class TransformersEngine(SinkEngine):
 
     # ---- the protocol -------------------------------------------------------------------------
 
-    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> Callable[[], None]:
-        seq = self._sequence(request, sink)
+    def _begin(self, request: DraftRequest, sink: Callable[[EngineEvent], None],
+               coalesce_s: float = 0.0) -> Callable[[], None]:
+        seq = self._sequence(request, sink)  # in this process the caller's Mailbox merges tokens
         return lambda: self._cancel_seq(seq)
 
     def start(self, request: DraftRequest, sink: Callable[[EngineEvent], None]) -> None:

@@ -94,6 +94,33 @@ def test_it_merges_tokens_for_a_caller_that_asks_for_it(engines: tuple[Any, Any]
     assert seen[0].kind == "started" and seen[-1] is final
 
 
+def test_the_child_merges_tokens_before_sending_them_to_a_reader_with_a_window(engines: tuple[Any, Any]) -> None:
+    child, _ = engines
+    arrived: list[EngineEvent] = []  # as they come out of the pipe, before any mailbox
+    ended = threading.Event()
+
+    def sink(event: EngineEvent) -> None:
+        arrived.append(event)
+        if isinstance(event, Finished | Failed):
+            ended.set()
+
+    child._begin(request("windowed", PROMPTS[1], max_new_tokens=150, ignore_eos=True), sink, 10.0)
+    assert ended.wait(60)
+    tokens = [e for e in arrived if isinstance(e, Token)]
+    final = arrived[-1]
+    assert isinstance(final, Finished) and final.completion_tokens == 150
+    # The first token at once; the other 149 held in the child and sent, merged, before the end.
+    assert len(tokens) == 2 and tokens[0].completion_tokens <= 3 and tokens[1].completion_tokens == 150
+    assert "".join(t.text for t in tokens) == final.text
+    # Without a window every token crosses the pipe as it comes.
+    arrived.clear()
+    ended.clear()
+    child._begin(request("unwindowed", PROMPTS[1], max_new_tokens=20, ignore_eos=True), sink)
+    assert ended.wait(60)
+    counts = [e.completion_tokens for e in arrived if isinstance(e, Token)]
+    assert len(counts) >= 15 and counts == sorted(set(counts))
+
+
 def test_it_stops_generating_for_a_cancelled_request(engines: tuple[Any, Any]) -> None:
     child, _ = engines
     seen: list[EngineEvent] = []
