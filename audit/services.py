@@ -189,11 +189,12 @@ def _write(events: list[AuditEvent], seq: int, last_hash: str) -> None:
     head = connection.ops.quote_name(AuditChainHead._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"WITH written AS ({insert_sql}), "  # noqa: S608  (table names from the models)
-                       f"moved AS (UPDATE {head} SET last_seq = %s, last_hash = %s WHERE id = 1) "
-                       "SELECT * FROM written", (*params, seq, last_hash))
-        ids = dict(cursor.fetchall())  # seq → id: the events are matched by their sequence number
-    if len(ids) != len(events):
-        raise RuntimeError(f"audit append wrote {len(ids)} of {len(events)} events")
+                       f"moved AS (UPDATE {head} SET last_seq = %s, last_hash = %s WHERE id = 1 RETURNING 1) "
+                       "SELECT written.*, (SELECT 1 FROM moved) FROM written", (*params, seq, last_hash))
+        rows = cursor.fetchall()
+    ids = {row[0]: row[1] for row in rows}  # seq → id: the events are matched by their sequence number
+    if len(ids) != len(events) or any(row[2] != 1 for row in rows):
+        raise RuntimeError(f"audit append wrote {len(ids)} of {len(events)} events or did not move the chain head")
     for event in events:
         event.pk = ids[event.seq]
         event._state.adding = False

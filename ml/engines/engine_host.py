@@ -108,7 +108,7 @@ class _Outbox:
                     if held.parts:  # the text so far, before what ends or follows it
                         self._items.append(held.take())
                     self._held.pop(request_id, None)
-                    held.done = isinstance(event, Finished | Failed)
+                    held.done = held.done or isinstance(event, Finished | Failed)
                 self._items.append(event)
                 self._cond.notify()
 

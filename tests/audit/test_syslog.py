@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,6 +93,37 @@ def test_events_appended_together_are_each_forwarded_in_chain_order(
         assert match and match["msgid"] == b"create"
         seqs.append(int(re.search(rb'seq="(\d+)"', match["sd"])[1]))  # type: ignore[index]
     assert seqs == [e.seq for e in events]
+
+
+def test_a_collector_that_drops_connections_does_not_hold_up_the_commit(
+    settings: Any, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    # A real collector whose accept queue is full: the kernel drops further connection attempts, so
+    # a forward waits for its 2 s connect timeout. That wait is the sender thread's, not the writer's.
+    collector = socket.socket()
+    collector.bind(("127.0.0.1", 0))
+    collector.listen(0)
+    filler = []
+    for _ in range(4):  # until the kernel stops completing connections for it
+        try:
+            filler.append(socket.create_connection(collector.getsockname(), timeout=0.5))
+        except TimeoutError:
+            break
+    else:
+        pytest.skip("this kernel kept accepting connections for a full queue")
+    settings.AUDIT_SYSLOG_URL = f"tcp://127.0.0.1:{collector.getsockname()[1]}"
+    syslog.connect()
+    try:
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:  # the commit's own callbacks
+            audit_record_many([AuditEntry(kind=EventKind.CREATE, object_type="t", object_id=i) for i in range(5)])
+        assert len(callbacks) == 1
+        assert time.monotonic() - started < 1.0  # five forwards inline would have taken 5 × 2 s
+    finally:
+        syslog.disconnect()
+        for sock in filler:
+            sock.close()
+        collector.close()
 
 
 def test_a_rolled_back_event_is_never_forwarded(
