@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -167,7 +167,6 @@ def _append(entries: Sequence[AuditEntry]) -> list[AuditEvent]:
         events.append(AuditEvent(prev_hash=last_hash, hash=digest, **fields))
         last_hash = digest
     _write(events, seq, last_hash)
-    head.last_seq, head.last_hash = seq, last_hash
     syslog.forward_after_commit(events)
     return events
 
@@ -182,7 +181,7 @@ def _write(events: list[AuditEvent], seq: int, last_hash: str) -> None:
         return
     meta = AuditEvent._meta
     query = InsertQuery(AuditEvent)
-    query.insert_values([f for f in meta.concrete_fields if not f.primary_key], list[Model](events))
+    query.insert_values([f for f in meta.concrete_fields if not f.primary_key], cast("list[Model]", events))
     compiler = query.get_compiler(connection=connection)
     compiler.returning_fields = [meta.get_field("seq"), meta.pk]
     [(insert_sql, params)] = compiler.as_sql()
