@@ -27,6 +27,7 @@ from inference.broadcasting import broadcast_on_commit
 from inference.events import job_group, job_state, worklist_group, worklist_message
 from inference.finals import FILL, KEEP, FinalWrite, final_commit
 from inference.models import ACTIVE, FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
+from inference.queueing import send_jobs_on_commit
 from inference.returning import merge_values, update_returning
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,6 @@ def models_for(task: str, *, include_shadow: bool = True) -> list[ModelVersion]:
 # --- creating jobs ---------------------------------------------------------------------------------
 
 
-def _enqueue_on_commit(job: InferenceJob, queue: str) -> None:
-    from inference.tasks import run_job
-
-    job_id = job.pk
-    transaction.on_commit(lambda: run_job.apply_async(args=[job_id], queue=queue))
-
-
 def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None,
             audit_later: list[AuditEntry] | None = None) -> InferenceJob | None:
     """Insert one job and queue it on commit; its audit event is recorded now, or appended to
@@ -126,12 +120,14 @@ def _create(*, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor:
     except IntegrityError:  # one live job per target and model already exists
         return None
     _announce(job, target=target, task=task, mv=mv, actor=actor, audit_later=audit_later)
+    send_jobs_on_commit([(job.pk, mv.queue)])
     return job
 
 
 def _announce(job: InferenceJob, *, target: CheckupVisit | Study, task: str, mv: ModelVersion, actor: User | None,
               audit_later: list[AuditEntry] | None) -> None:
-    """A new job's audit event (now, or appended to `audit_later`) and its task, sent on commit."""
+    """A new job's audit event, recorded now or appended to `audit_later` (its task is the
+    caller's to send: `_create_many` sends all of its jobs' together)."""
     visit = target if isinstance(target, CheckupVisit) else None
     study = target if isinstance(target, Study) else None
     entry = AuditEntry(kind=EventKind.CREATE, user=actor, role=role_at(actor, target.facility_id) if actor else "",
@@ -144,7 +140,6 @@ def _announce(job: InferenceJob, *, target: CheckupVisit | Study, task: str, mv:
         audit_record_many([entry])
     else:
         audit_later.append(entry)
-    _enqueue_on_commit(job, mv.queue)
 
 
 def _live_keys(wanted: list[tuple[CheckupVisit | Study, str, ModelVersion]]) -> set[tuple[Any, ...]]:
@@ -190,6 +185,7 @@ def _create_many(wanted: list[tuple[CheckupVisit | Study, str, ModelVersion]],
                 if (job := _create(target=target, task=task, mv=mv, actor=None, audit_later=audit_later)) is not None]
     for job, (target, task, mv) in zip(rows, fresh.values(), strict=True):
         _announce(job, target=target, task=task, mv=mv, actor=None, audit_later=audit_later)
+    send_jobs_on_commit([(job.pk, mv.queue) for job, (_t, _task, mv) in zip(rows, fresh.values(), strict=True)])
     return rows
 
 
@@ -494,7 +490,7 @@ def jobs_sweep(*, now: Any = None) -> SweepResult:
             audit_record(kind=EventKind.UPDATE, facility_id=job.facility_id, object_type="inference.inferencejob",
                          object_id=job.pk, details={"stage": "requeued", "was": job.status,
                                                     "attempts": job.attempts, "worker": job.worker_id})
-            _enqueue_on_commit(job, job.model_version.queue)
+            send_jobs_on_commit([(job.pk, job.model_version.queue)])
     if result.requeued or result.resent or result.failed:
         log.info("sweeper: requeued %s, resent %s, failed %s", result.requeued, result.resent, result.failed)
     return result

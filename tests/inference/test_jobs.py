@@ -12,7 +12,7 @@ from django.test import Client
 from audit.kinds import EventKind
 from audit.models import AuditEvent
 from clinical.models import CheckupVisit
-from inference import runner, services
+from inference import queueing, runner, services
 from inference.models import FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
 from reports.models import ImmutableRevision, Report, ReportRevision
 from tests.conftest import Personas
@@ -197,25 +197,31 @@ def test_it_drafts_arriving_visits_on_commit_unless_the_facility_turned_it_off(
 
 def test_an_arrival_inserts_its_jobs_in_one_statement_and_skips_visits_already_drafting(
     personas: Personas, template_model: ModelVersion, settings: Any, django_capture_on_commit_callbacks: Any,
-    django_assert_num_queries: Any,
+    django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An import of many visits: the live-job check, the rows in one INSERT (in a savepoint), the
-    audit events together, one task per job on commit; a visit with a live job is not queued twice,
-    nor one named twice."""
+    audit events together, every job's task sent together on commit; a visit with a live job is not
+    queued twice, nor one named twice."""
     settings.INFERENCE_AUTO_DRAFT = True
+    sent: list[list[tuple[int, str]]] = []
+    monkeypatch.setattr(queueing, "send_jobs", lambda jobs: sent.append(list(jobs)))
     visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(5)]
     drafting = services.job_create(actor=personas.physician_a, visit=visits[0])
     with django_capture_on_commit_callbacks(execute=False) as enqueues:
         # visits, policy, models, live jobs; savepoint, INSERT, release; the audit append (2: head
         # lock, then the events and the head's new position in one statement)
         with django_assert_num_queries(11) as few:
-            services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
+            first = services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
     InferenceJob.objects.exclude(pk=drafting.pk).delete()
     ids = [v.pk for v in visits] + [make_visit(personas.facility_a, mrn=f"B{i:04d}").pk for i in range(20)]
     with django_capture_on_commit_callbacks(execute=False) as more:
         with django_assert_num_queries(len(few.captured_queries)):
             created = services.jobs_create_for_arrival(visit_ids=[*ids, ids[3]])
-    assert len(enqueues) == 4 and len(more) == len(created) == 24
+    assert len(enqueues) == len(more) == 1 and len(created) == 24  # one send per arrival
+    for callback in [*enqueues, *more]:
+        callback()
+    # every job once, in the rows' order, on its model's queue
+    assert sent == [[(j.pk, "default") for j in first], [(j.pk, "default") for j in created]] and len(first) == 4
     assert sorted(j.visit_id or 0 for j in created) == sorted(ids[1:])
     assert all(j.pk and j.queued_at and j.created_by_id is None for j in created)
     assert InferenceJob.objects.filter(visit=visits[0]).count() == 1
