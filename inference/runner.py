@@ -252,7 +252,9 @@ def _run_claimed(job: InferenceJob, held: _Held) -> str:
                                   coalesce_s=stream_interval_s())
     if held.lost:
         return "lost"
-    stream.send(time.monotonic())
+    # No last token message: the final state that the write below broadcasts carries the whole text
+    # (`events.job_state`), and a client replaces its text with it. Sending the tail as well was a
+    # message per draft (64 at once, beside the group commit of the same drafts) for nothing.
     # The final writes of the jobs that end together share one transaction and their rows one
     # statement (group_commit, finals); the draft is parsed here, before the group's rows are locked.
     if isinstance(result, Failed):
