@@ -26,7 +26,8 @@ def broker_queue() -> Iterator[tuple[str, redis.Redis]]:
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     name = f"test-queueing-{uuid.uuid4().hex[:8]}"
     yield name, client
-    client.delete(name)
+    # The queue and the bindings kombu declared for it (an exchange of the queue's name).
+    client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
     client.close()
 
 
