@@ -4,7 +4,7 @@ An arrival of many visits queues a job per visit in one transaction; each task m
 the sending process ≈ 0.35 ms of CPU, most of it kombu's Redis transport building a client and a
 round trip per message (64 messages: 22 ms, on the core the GPU worker shares on a small host,
 before the last job could start). kombu's publish batch (`Producer.batch`, kombu ≥ 5.7) sends the
-messages built meanwhile in one pipeline: 64 in 11.5 ms (bench/inference_stack.py's arrival). The
+messages built meanwhile in one pipeline: 64 in 11.5 ms (the same messages in one process). The
 first job goes out alone before the others are built, so the worker starts on it at once.
 
 A message that is never delivered (Redis down at that moment, or a batch whose pipeline failed:
