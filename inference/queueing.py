@@ -5,10 +5,14 @@ the sending process ≈ 0.35 ms of CPU, most of it kombu's Redis transport build
 round trip per message (64 messages: 22 ms, on the core the GPU worker shares on a small host,
 before the last job could start). kombu's publish batch (`Producer.batch`, kombu ≥ 5.7) sends the
 messages built meanwhile in one pipeline: 64 in 11.5 ms (the same messages in one process). The
-first job goes out alone before the others are built, so the worker starts on it at once.
+first job goes out alone before the others are built, so the worker starts on it at once, and the
+rest in pipelines that grow fourfold (3, 12, 48, …): with the other 63 in one pipeline, the engine
+prefilled the first draft, then decoded it alone 14–32 times (15–20 ms) until the second one came,
+which waited for all 63 messages to be built and flushed (bench/inference_stack.py).
 
 A message that is never delivered (Redis down at that moment, or a batch whose pipeline failed:
-kombu then cannot say which of its messages arrived) leaves its job QUEUED with its lease running:
+kombu then cannot say which of its messages arrived; the pipelines after a failed one are not
+sent) leaves its job QUEUED with its lease running:
 the sweeper re-sends it (`services.jobs_sweep`), and the worker's claim is conditional, so a job
 sent twice still runs once. The error still reaches the caller, as a single send's did."""
 
@@ -20,19 +24,31 @@ from django.db import transaction
 
 
 def send_jobs(jobs: Sequence[tuple[int, str]]) -> None:
-    """Send `run_job` for each (job id, queue), in order: the first at once, the rest batched."""
+    """Send `run_job` for each (job id, queue), in order: the first at once, the rest in pipelines
+    of growing size (`_chunks`)."""
     if not jobs:
         return
     from config.celery import app
     from inference.tasks import run_job
 
-    (first_id, first_queue), rest = jobs[0], jobs[1:]
+    first_id, first_queue = jobs[0]
     run_job.apply_async(args=[first_id], queue=first_queue)
-    if not rest:
-        return
-    with app.producer_or_acquire() as producer, producer.batch():
-        for job_id, queue in rest:
-            run_job.apply_async(args=[job_id], queue=queue, producer=producer)
+    for start, end in _chunks(len(jobs)):
+        with app.producer_or_acquire() as producer, producer.batch():
+            for job_id, queue in jobs[start:end]:
+                run_job.apply_async(args=[job_id], queue=queue, producer=producer)
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """(start, end) of the pipelines that follow the first of `n` jobs: [1, 4), [4, 16), [16, 64), …
+    Few round trips for many jobs, and the first few go out before the many are built."""
+    spans: list[tuple[int, int]] = []
+    start = 1
+    while start < n:
+        end = min(n, 4 * start)
+        spans.append((start, end))
+        start = end
+    return spans
 
 
 def send_jobs_on_commit(jobs: Sequence[tuple[int, str]]) -> None:

@@ -1,5 +1,5 @@
 """Job tasks sent once their rows are committed: every job's message, in order, the first at once
-and the rest in one Redis pipeline; nothing for a transaction that rolled back."""
+and the rest in Redis pipelines of growing size; nothing for a transaction that rolled back."""
 
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ def broker_queue() -> Iterator[tuple[str, redis.Redis]]:
     client.close()
 
 
+@pytest.fixture
+def flushed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of messages in each publish pipeline flushed during the test."""
+    sizes: list[int] = []
+    flush = kombu_redis.PublishBatch.flush
+
+    def counting_flush(self: Any) -> None:
+        sizes.append(self._buffered)
+        flush(self)
+
+    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", counting_flush)
+    return sizes
+
+
 def _job_ids_in_delivery_order(client: redis.Redis, queue: str) -> list[int]:
     """The job ids of the queue's run_job messages in the order a worker takes them (kombu pushes
     on the left, workers pop on the right)."""
@@ -43,21 +57,23 @@ def _job_ids_in_delivery_order(client: redis.Redis, queue: str) -> list[int]:
     return ids
 
 
-def test_every_job_is_sent_in_order_the_first_alone_and_the_rest_in_one_pipeline(
-    broker_queue: tuple[str, redis.Redis], monkeypatch: pytest.MonkeyPatch,
+def test_every_job_is_sent_in_order_the_first_alone_and_the_next_three_in_one_pipeline(
+    broker_queue: tuple[str, redis.Redis], flushed: list[int],
 ) -> None:
     queue, client = broker_queue
-    flushed: list[int] = []
-    flush = kombu_redis.PublishBatch.flush
-
-    def counting_flush(self: Any) -> None:
-        flushed.append(self._buffered)
-        flush(self)
-
-    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", counting_flush)
     queueing.send_jobs([(101, queue), (102, queue), (103, queue), (104, queue)])
     assert _job_ids_in_delivery_order(client, queue) == [101, 102, 103, 104]
     assert flushed == [3]  # the three after the first, in one round trip
+
+
+def test_many_jobs_go_out_in_pipelines_that_grow_fourfold_so_the_first_few_do_not_wait_for_the_rest(
+    broker_queue: tuple[str, redis.Redis], flushed: list[int],
+) -> None:
+    queue, client = broker_queue
+    jobs = list(range(1, 71))
+    queueing.send_jobs([(job_id, queue) for job_id in jobs])
+    assert _job_ids_in_delivery_order(client, queue) == jobs
+    assert flushed == [3, 12, 48, 6]  # after the first alone: 2–4, 5–16, 17–64, 65–70
 
 
 def test_a_single_job_is_sent_without_a_batch(
