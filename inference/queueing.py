@@ -6,7 +6,8 @@ round trip per message (64 messages: 22 ms, on the core the GPU worker shares on
 before the last job could start). kombu's publish batch (`Producer.batch`, kombu ≥ 5.7) sends the
 messages built meanwhile in one pipeline: 64 in 11.5 ms (the same messages in one process). The
 first job goes out alone before the others are built, so the worker starts on it at once, and the
-rest in pipelines that grow fourfold (3, 12, 48, …): with the other 63 in one pipeline, the engine
+rest in pipelines that grow fourfold (3, 12, 48, … `growing_spans`, which also cuts an arrival into
+transactions): with the other 63 in one pipeline, the engine
 prefilled the first draft, then decoded it alone 14–32 times (15–20 ms) until the second one came,
 which waited for all 63 messages to be built and flushed (bench/inference_stack.py).
 
@@ -25,7 +26,7 @@ from django.db import transaction
 
 def send_jobs(jobs: Sequence[tuple[int, str]]) -> None:
     """Send `run_job` for each (job id, queue), in order: the first at once, the rest in pipelines
-    of growing size (`_chunks`)."""
+    of growing size (`growing_spans`)."""
     if not jobs:
         return
     from config.celery import app
@@ -33,21 +34,22 @@ def send_jobs(jobs: Sequence[tuple[int, str]]) -> None:
 
     first_id, first_queue = jobs[0]
     run_job.apply_async(args=[first_id], queue=first_queue)
-    for start, end in _chunks(len(jobs)):
+    for start, end in growing_spans(len(jobs), 1)[1:]:
         with app.producer_or_acquire() as producer, producer.batch():
             for job_id, queue in jobs[start:end]:
                 run_job.apply_async(args=[job_id], queue=queue, producer=producer)
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    """(start, end) of the pipelines that follow the first of `n` jobs: [1, 4), [4, 16), [16, 64), …
-    Few round trips for many jobs, and the first few go out before the many are built."""
+def growing_spans(n: int, first: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive parts of `n` items, each ending at four times where the one
+    before ended: [0, first), [first, 4 first), [4 first, 16 first), … Few round trips (or
+    transactions) for many items, and the first few go out before the many are built."""
     spans: list[tuple[int, int]] = []
-    start = 1
+    start, bound = 0, first
     while start < n:
-        end = min(n, 4 * start)
+        end = min(n, bound)
         spans.append((start, end))
-        start = end
+        start, bound = end, 4 * bound
     return spans
 
 

@@ -27,7 +27,7 @@ from inference.broadcasting import broadcast_on_commit
 from inference.events import job_group, job_state, worklist_group, worklist_message
 from inference.finals import FILL, KEEP, FinalWrite, final_commit
 from inference.models import ACTIVE, FacilityDraftPolicy, InferenceJob, JobStatus, ModelVersion
-from inference.queueing import send_jobs_on_commit
+from inference.queueing import growing_spans, send_jobs_on_commit
 from inference.returning import merge_values, update_returning
 
 log = logging.getLogger(__name__)
@@ -231,11 +231,14 @@ def _auto_draft(facility_id: int, kind: str) -> bool:
 
 
 # Jobs of an arrival committed, and so sent to a worker, before the rest of the arrival is written.
-# Its 64 rows and audit events took 17–20 ms before the first task could leave; with the first
-# four in a transaction of their own the engine starts 8–25 ms sooner and has their prompts to
-# prefill (≈ 40 ms of work on the CPU bench) while the rest are written: no request runs alone
-# for long (one job alone did, session 10: it decoded 35–45 steps ahead of the others, and every
-# eager decode step attends over the longest row). bench/inference_stack.py.
+# Its 64 rows and audit events took 17–20 ms before the first task could leave. Now the first four
+# commit in a transaction of their own, the next twelve in a second, the rest in a third (parts
+# ending at 4, 16, 64, 256, …: `queueing.growing_spans`): the engine starts 8–25 ms sooner, with
+# the prompts of the jobs already sent to prefill while the next ones are written, and no request
+# runs alone for long. One job first, alone, did (session 10: it decoded 35–45 steps ahead of the
+# others, and every eager decode step attends over the longest row), and so did four followed by
+# all 60 others when the machine was slow: 10–25 decode steps of those four alone while the 60
+# were written. bench/inference_stack.py.
 FIRST_JOBS = 4
 
 
@@ -243,9 +246,10 @@ def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterabl
     """Visits or studies arrived: queue a job for every enabled model of their task (shadow models
     included), where the facility drafts automatically. Safe to call twice (one live job each).
 
-    Two transactions: the first `FIRST_JOBS` jobs with their audit events, then the rest with
-    theirs. Should the second fail, its error reaches the caller and the first jobs stay queued
-    (each job stands alone); calling again queues the rest."""
+    A transaction per part of growing size (the first `FIRST_JOBS` jobs, then the next three
+    times as many, …), each with its jobs' audit events. Should one fail, its error reaches the
+    caller and the jobs already committed stay queued (each job stands alone); calling again
+    queues the rest."""
     # An import brings hundreds of visits of a few facilities and tasks: look policies and models
     # up once per facility and task, not once per visit.
     policies: dict[tuple[int, str], bool] = {}
@@ -269,9 +273,8 @@ def jobs_create_for_arrival(*, visit_ids: Iterable[int] = (), study_ids: Iterabl
             models[task] = models_for(task)
         wanted += [(target, task, mv) for mv in models[task]]
     created: list[InferenceJob] = []
-    for part in (wanted[:FIRST_JOBS], wanted[FIRST_JOBS:]):
-        if part:
-            created += _create_audited(part)
+    for start, end in growing_spans(len(wanted), FIRST_JOBS):
+        created += _create_audited(wanted[start:end])
     return created
 
 

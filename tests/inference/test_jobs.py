@@ -195,37 +195,38 @@ def test_it_drafts_arriving_visits_on_commit_unless_the_facility_turned_it_off(
     assert InferenceJob.objects.count() == 1
 
 
-def test_an_arrival_inserts_its_jobs_in_two_statements_and_skips_visits_already_drafting(
+def test_an_arrival_inserts_its_jobs_in_few_statements_and_skips_visits_already_drafting(
     personas: Personas, template_model: ModelVersion, settings: Any, django_capture_on_commit_callbacks: Any,
     django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An import of many visits: the first few jobs' rows in one INSERT, the rest in a second, each
-    with its audit events and its tasks sent together on its commit, whatever the import's size; a
-    visit with a live job is not queued twice, nor one named twice."""
+    """An import of many visits: the jobs' rows in a few INSERTs of growing size (4, 12, 48, …),
+    each with its audit events and its jobs' tasks sent together on its commit; a visit with a
+    live job is not queued twice, nor one named twice."""
     settings.INFERENCE_AUTO_DRAFT = True
     sent: list[list[tuple[int, str]]] = []
     monkeypatch.setattr(queueing, "send_jobs", lambda jobs: sent.append(list(jobs)))
     visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(5)]
     drafting = services.job_create(actor=personas.physician_a, visit=visits[0])
+    # visits, policy, models; per part: the live-job check, savepoint, INSERT, release, the audit
+    # append (2: head lock, then the events and the head's new position in one statement), in a
+    # savepoint of its own here (the test's transaction): 2 more
     with django_capture_on_commit_callbacks(execute=False) as enqueues:
-        # visits, policy, models; twice: the live-job check, savepoint, INSERT, release, the audit
-        # append (2: head lock, then the events and the head's new position in one statement), in a
-        # savepoint of its own here (the test's transaction): 2 more
-        with django_assert_num_queries(3 + 2 * 8) as few:
+        with django_assert_num_queries(3 + 2 * 8):  # parts: visits 1–4 (one drafting), 5
             first = services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
     InferenceJob.objects.exclude(pk=drafting.pk).delete()
     ids = [v.pk for v in visits] + [make_visit(personas.facility_a, mrn=f"B{i:04d}").pk for i in range(20)]
     with django_capture_on_commit_callbacks(execute=False) as more:
-        with django_assert_num_queries(len(few.captured_queries)):
+        with django_assert_num_queries(3 + 3 * 8):  # parts: 1–4, 5–16, 17–25
             created = services.jobs_create_for_arrival(visit_ids=[*ids, ids[3]])
-    assert len(enqueues) == len(more) == 2 and len(created) == 24  # one send per transaction
+    assert len(enqueues) == 2 and len(more) == 3 and len(created) == 24  # one send per transaction
     for callback in [*enqueues, *more]:
         callback()
     # every job once, in the rows' order, on its model's queue; of the first four visits, the one
     # already drafting is skipped
-    assert sent == [[(j.pk, "default") for j in first[:3]], [(first[3].pk, "default")],
-                    [(j.pk, "default") for j in created[:3]], [(j.pk, "default") for j in created[3:]]]
     assert len(first) == 4
+    assert sent == [[(j.pk, "default") for j in first[:3]], [(first[3].pk, "default")],
+                    [(j.pk, "default") for j in created[:3]], [(j.pk, "default") for j in created[3:15]],
+                    [(j.pk, "default") for j in created[15:]]]
     assert sorted(j.visit_id or 0 for j in created) == sorted(ids[1:])
     assert all(j.pk and j.queued_at and j.created_by_id is None for j in created)
     assert InferenceJob.objects.filter(visit=visits[0]).count() == 1
@@ -239,14 +240,14 @@ def test_an_arrivals_first_jobs_are_committed_and_sent_before_the_rest_are_writt
     personas: Personas, template_model: ModelVersion, settings: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The worker can start on the first jobs while the rest of a large arrival is being written."""
-    visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(10)]
+    visits = [make_visit(personas.facility_a, mrn=f"A{i:04d}") for i in range(20)]
     settings.INFERENCE_AUTO_DRAFT = True
     seen: list[tuple[int, int]] = []  # (jobs sent, jobs committed when they were sent)
     monkeypatch.setattr(queueing, "send_jobs", lambda jobs: seen.append((len(jobs), InferenceJob.objects.count())))
     created = services.jobs_create_for_arrival(visit_ids=[v.pk for v in visits])
-    assert seen == [(services.FIRST_JOBS, services.FIRST_JOBS), (10 - services.FIRST_JOBS, 10)]
+    assert seen == [(4, 4), (12, 16), (4, 20)]
     assert [j.visit_id for j in created] == [v.pk for v in visits]
-    assert AuditEvent.objects.filter(object_type="inference.inferencejob", kind=EventKind.CREATE).count() == 10
+    assert AuditEvent.objects.filter(object_type="inference.inferencejob", kind=EventKind.CREATE).count() == 20
 
 
 def test_a_job_created_between_the_check_and_the_insert_is_skipped_alone(

@@ -76,6 +76,16 @@ def test_many_jobs_go_out_in_pipelines_that_grow_fourfold_so_the_first_few_do_no
     assert flushed == [3, 12, 48, 6]  # after the first alone: 2–4, 5–16, 17–64, 65–70
 
 
+@pytest.mark.parametrize(("n", "first", "spans"), [
+    (0, 1, []), (1, 1, [(0, 1)]), (70, 1, [(0, 1), (1, 4), (4, 16), (16, 64), (64, 70)]),
+    (5, 4, [(0, 4), (4, 5)]), (300, 4, [(0, 4), (4, 16), (16, 64), (64, 256), (256, 300)]),
+])
+def test_growing_spans_cover_every_item_once_in_parts_ending_at_powers_of_four(
+    n: int, first: int, spans: list[tuple[int, int]],
+) -> None:
+    assert queueing.growing_spans(n, first) == spans
+
+
 def test_a_single_job_is_sent_without_a_batch(
     broker_queue: tuple[str, redis.Redis], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
