@@ -2,7 +2,7 @@
 
 - direct: the same N requests submitted straight to the engine (`TransformersEngine` in a child
   process, as the worker runs it) from N threads, with the token merging the worker's threads get;
-- stack: N job rows queued by the arrival path in one transaction → Celery (Redis) → a GPU worker
+- stack: N job rows queued by the arrival path (transactions of 4, 12, 48, …) → Celery (Redis) → a GPU worker
   process (`celery worker -Q gpu --pool threads --concurrency N`, settings as shipped: its engine in
   a child process, pooled database connections) → the channel layer (Redis) → N websocket
   clients (Channels' communicator on the real ASGI application, in this process), timed until every
@@ -476,7 +476,7 @@ def main() -> dict[str, Any]:
     async def run_stack(visits: list[Any]) -> list[dict[str, Any]]:
         if ONE_BY_ONE:  # N users each pressing "draft": rows created one after another
             jobs = [await asyncio.to_thread(services.job_create, actor=staff, visit=v) for v in visits]
-        else:  # N visits arriving together (an import): the path that drafts arrivals, one transaction
+        else:  # N visits arriving together (an import): the path that drafts arrivals
             settings.INFERENCE_AUTO_DRAFT = True  # that path drafts only where auto-drafting is on
             jobs = await asyncio.to_thread(services.jobs_create_for_arrival, visit_ids=[v.pk for v in visits])
             settings.INFERENCE_AUTO_DRAFT = False

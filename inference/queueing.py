@@ -1,6 +1,6 @@
 """Sending job tasks to Celery once the rows that name them are committed.
 
-An arrival of many visits queues a job per visit in one transaction; each task message then cost
+An arrival of many visits queues a job per visit in a few transactions; each task message then cost
 the sending process ≈ 0.35 ms of CPU, most of it kombu's Redis transport building a client and a
 round trip per message (64 messages: 22 ms, on the core the GPU worker shares on a small host,
 before the last job could start). kombu's publish batch (`Producer.batch`, kombu ≥ 5.7) sends the
