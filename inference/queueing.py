@@ -6,10 +6,10 @@ round trip per message (64 messages: 22 ms, on the core the GPU worker shares on
 before the last job could start). kombu's publish batch (`Producer.batch`, kombu ≥ 5.7) sends the
 messages built meanwhile in one pipeline: 64 in 11.5 ms (the same messages in one process). The
 first job goes out alone before the others are built, so the worker starts on it at once, and the
-rest in pipelines that grow fourfold (3, 12, 48, … `growing_spans`, which also cuts an arrival into
-transactions): with the other 63 in one pipeline, the engine
-prefilled the first draft, then decoded it alone 14–32 times (15–20 ms) until the second one came,
-which waited for all 63 messages to be built and flushed (bench/inference_stack.py).
+rest in pipelines that grow fourfold (3, 12, 48, …; `growing_spans`, which also cuts an arrival into
+transactions). With the other 63 in one pipeline the engine prefilled the first draft, then decoded
+it alone 16–17 times until the second one came, which waited for all 63 messages to be built and
+flushed (bench/inference_stack.py).
 
 A message that is never delivered (Redis down at that moment, or a batch whose pipeline failed:
 kombu then cannot say which of its messages arrived; the pipelines after a failed one are not

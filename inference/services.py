@@ -237,8 +237,8 @@ def _auto_draft(facility_id: int, kind: str) -> bool:
 # the prompts of the jobs already sent to prefill while the next ones are written, and no request
 # runs alone for long. One job first, alone, did (session 10: it decoded 35–45 steps ahead of the
 # others, and every eager decode step attends over the longest row), and so did four followed by
-# all 60 others when the machine was slow: 10–25 decode steps of those four alone while the 60
-# were written. bench/inference_stack.py.
+# all 60 others when the machine was slow (11–31 decode steps below batch 64 in 8 of 70 rounds;
+# with a second part of twelve, 12 in 1 of 63). bench/inference_stack.py.
 FIRST_JOBS = 4
 
 
